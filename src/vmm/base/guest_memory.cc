@@ -1,0 +1,87 @@
+#include "vmm/base/guest_memory.h"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace petrel {
+
+Result<GuestMemory> GuestMemory::create_anonymous(std::span<const GuestRegionSpec> specs) {
+  std::vector<GuestRegionSpec> sorted(specs.begin(), specs.end());
+  std::sort(sorted.begin(), sorted.end(),
+            [](const auto& a, const auto& b) { return a.start < b.start; });
+  if (sorted.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "guest memory needs at least one region");
+  }
+  for (size_t i = 0; i < sorted.size(); ++i) {
+    const auto& s = sorted[i];
+    if (s.size == 0 || s.size % kPageSize != 0 || s.start.value() % kPageSize != 0) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("guest region at {:#x} size {:#x} is not page-aligned and non-empty",
+                               s.start.value(), s.size));
+    }
+    if (!s.start.checked_add(s.size)) {
+      return Error(ErrorCode::kOutOfRange,
+                   fmt::format("guest region at {:#x} wraps the address space", s.start.value()));
+    }
+    if (i > 0 && sorted[i - 1].start + sorted[i - 1].size > s.start) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("guest regions at {:#x} and {:#x} overlap",
+                               sorted[i - 1].start.value(), s.start.value()));
+    }
+  }
+  std::vector<GuestRegion> regions;
+  regions.reserve(sorted.size());
+  for (const auto& s : sorted) {
+    PETREL_TRY_ASSIGN(auto mapping, MmapRegion::anonymous(s.size));
+    regions.emplace_back(s.start, std::move(mapping));
+  }
+  return GuestMemory(std::move(regions));
+}
+
+uint64_t GuestMemory::total_size() const {
+  uint64_t total = 0;
+  for (const auto& r : regions_) {
+    total += r.size();
+  }
+  return total;
+}
+
+const GuestRegion* GuestMemory::find(GuestAddress addr) const {
+  auto it = std::upper_bound(regions_.begin(), regions_.end(), addr,
+                             [](GuestAddress a, const GuestRegion& r) { return a < r.start(); });
+  if (it == regions_.begin()) {
+    return nullptr;
+  }
+  --it;
+  return it->contains(addr) ? &*it : nullptr;
+}
+
+Result<std::span<std::byte>> GuestMemory::slice(GuestAddress addr, uint64_t len) const {
+  const GuestRegion* region = find(addr);
+  if (region == nullptr) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("guest address {:#x} is not in guest RAM", addr.value()));
+  }
+  uint64_t offset = addr - region->start();
+  if (len > region->size() - offset) {
+    return Error(ErrorCode::kOutOfRange,
+                 fmt::format("guest access {:#x}+{:#x} leaves the RAM region {:#x}-{:#x}",
+                             addr.value(), len, region->start().value(), region->end().value()));
+  }
+  return std::span<std::byte>(region->host_base() + offset, len);
+}
+
+Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {
+  PETREL_TRY_ASSIGN(auto src, slice(addr, out.size()));
+  std::memcpy(out.data(), src.data(), out.size());
+  return {};
+}
+
+Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> data) const {
+  PETREL_TRY_ASSIGN(auto dst, slice(addr, data.size()));
+  std::memcpy(dst.data(), data.data(), data.size());
+  return {};
+}
+
+}  // namespace petrel
