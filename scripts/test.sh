@@ -1,0 +1,33 @@
+#!/usr/bin/env bash
+# Runs petrel's whole test suite from a fresh clone: installs the Debian packages it needs,
+# configures and builds, then runs every test (unit tests and KVM tests that boot the
+# project's test guests). With --sanitize the same tests run in a separate build with
+# AddressSanitizer + UndefinedBehaviorSanitizer.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+sanitize=0
+for arg in "$@"; do
+  case "$arg" in
+    --sanitize) sanitize=1 ;;
+    *) echo "usage: $0 [--sanitize]" >&2; exit 2 ;;
+  esac
+done
+
+./scripts/install-deps.sh
+
+if [ "$sanitize" -eq 1 ]; then
+  dir=build-asan
+  opts=(-Db_sanitize=address,undefined -Db_lundef=false -Dbuildtype=debug)
+  export ASAN_OPTIONS=detect_leaks=1:abort_on_error=1
+  export UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1
+else
+  dir=build
+  opts=()
+fi
+
+if [ ! -f "$dir/build.ninja" ]; then
+  meson setup "$dir" "${opts[@]}"
+fi
+ninja -C "$dir"
+meson test -C "$dir" --print-errorlogs

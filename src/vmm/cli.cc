@@ -1,0 +1,297 @@
+#include "vmm/cli.h"
+
+#include <algorithm>
+#include <array>
+#include <exception>
+#include <optional>
+#include <utility>
+#include <vector>
+
+#include "vmm/config_checks.h"
+
+namespace petrel {
+namespace {
+
+using namespace config_detail;
+
+// One `petrel run` flag. To add a flag: write an apply function and add a row to kRunFlags
+// (and to docs/config.md).
+struct FlagSpec {
+  std::string_view name;     // "--memory"
+  std::string_view metavar;  // "SIZE"; empty for a flag without a value
+  std::string_view help;     // one line for usage_text()
+  std::string_view example;  // a complete example use
+  // Checks `value` and stores it into `config`. The error message leaves out the flag name.
+  // nullptr for the flags parse_run handles itself (--config, --help).
+  Result<void> (*apply)(std::string_view value, VmConfig& config);
+};
+
+Result<void> apply_kernel(std::string_view value, VmConfig& config) {
+  std::filesystem::path kernel(value);
+  PETREL_TRY(check_kernel(kernel));
+  config.kernel = std::move(kernel);
+  return ok();
+}
+
+Result<void> apply_cmdline(std::string_view value, VmConfig& config) {
+  PETREL_TRY(check_cmdline(value));
+  config.cmdline = std::string(value);
+  return ok();
+}
+
+Result<void> apply_memory(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(uint64_t bytes, parse_size(value));
+  PETREL_TRY(check_memory(bytes));
+  config.memory_bytes = bytes;
+  return ok();
+}
+
+Result<void> apply_vcpus(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.vcpus, parse_vcpus(value));
+  return ok();
+}
+
+Result<void> apply_serial(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(SerialConfig serial, parse_serial_spec(value));
+  if (serial.mode == SerialMode::kFile) {
+    PETREL_TRY(check_serial_file(serial.path));
+  }
+  config.serial = std::move(serial);
+  return ok();
+}
+
+Result<void> apply_name(std::string_view value, VmConfig& config) {
+  PETREL_TRY(check_name(value));
+  config.name = std::string(value);
+  return ok();
+}
+
+Result<void> apply_log_level(std::string_view value, VmConfig& config) {
+  PETREL_TRY(check_log_level(value));
+  config.log_level = std::string(value);
+  return ok();
+}
+
+Result<void> apply_log_format(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.log_format, parse_log_format(value));
+  return ok();
+}
+
+Result<void> apply_pvm_mode(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.pvm_mode, parse_pvm_mode(value));
+  return ok();
+}
+
+constexpr std::string_view kConfigFlag = "--config";
+constexpr std::string_view kHelpFlag = "--help";
+
+constexpr std::array<FlagSpec, 11> kRunFlags{{
+    {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
+     "--kernel ./vmlinux", apply_kernel},
+    {"--cmdline", "STR", "Kernel command line, at most 4095 bytes (default: empty)",
+     "--cmdline \"console=ttyS0 panic=-1\"", apply_cmdline},
+    {"--memory", "SIZE", "Guest RAM: 16M to 1T, a multiple of 4K (default 256M)", "--memory 1G",
+     apply_memory},
+    {"--vcpus", "N", "Number of vCPUs: 1 to 254 (default 1)", "--vcpus 4", apply_vcpus},
+    {"--serial", "DEST", "Where COM1 output goes: stdio, none or file:PATH (default stdio)",
+     "--serial file:/tmp/console.log", apply_serial},
+    {"--name", "NAME", "VM name used in logs: 1-64 of A-Z a-z 0-9 . _ - (default petrel)",
+     "--name web-1", apply_name},
+    {"--log-level", "LEVEL", "trace, debug, info, warn, error or off (default info)",
+     "--log-level debug", apply_log_level},
+    {"--log-format", "FORMAT", "Log lines on stderr as text or json (default text)",
+     "--log-format json", apply_log_format},
+    {"--pvm-mode", "MODE", "auto, or emulated to force PVM's emulated mode (default auto)",
+     "--pvm-mode emulated", apply_pvm_mode},
+    {kConfigFlag, "FILE", "Read settings from a JSON config file; flags override it",
+     "--config configs/example-full.json", nullptr},
+    {kHelpFlag, "", "Show this help and exit", "petrel run --help", nullptr},
+}};
+
+constexpr std::array<std::string_view, kRunFlags.size()> run_flag_names() {
+  std::array<std::string_view, kRunFlags.size()> names{};
+  for (size_t i = 0; i < names.size(); ++i) {
+    names[i] = kRunFlags[i].name;
+  }
+  return names;
+}
+
+const FlagSpec* find_flag(std::string_view name) {
+  auto it = std::find_if(kRunFlags.begin(), kRunFlags.end(),
+                         [name](const FlagSpec& spec) { return spec.name == name; });
+  return it == kRunFlags.end() ? nullptr : &*it;
+}
+
+Error usage_error(std::string message) {
+  return Error(ErrorCode::kInvalidArgument, std::move(message));
+}
+
+Error unknown_flag(std::string_view name) {
+  std::string message = "run: unknown flag " + json_quoted(name);
+  constexpr auto kNames = run_flag_names();
+  if (std::string_view suggestion = closest_match(name, kNames); !suggestion.empty()) {
+    message += " (did you mean " + json_quoted(suggestion) + "?)";
+  }
+  return usage_error(message + "; see petrel run --help");
+}
+
+struct GivenFlag {
+  const FlagSpec* spec;
+  std::string_view value;
+};
+
+Result<CliCommand> parse_run(std::span<const std::string_view> args) {
+  std::vector<GivenFlag> given;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (arg == "-h") {
+      return CliCommand{CliCommandKind::kHelp, {}};
+    }
+    if (!arg.starts_with("--")) {
+      return usage_error("run: unexpected argument " + json_quoted(arg) +
+                         "; settings are given as flags, see petrel run --help");
+    }
+    std::string_view name = arg;
+    std::optional<std::string_view> inline_value;
+    if (size_t eq = arg.find('='); eq != std::string_view::npos) {
+      name = arg.substr(0, eq);
+      inline_value = arg.substr(eq + 1);
+    }
+    const FlagSpec* spec = find_flag(name);
+    if (spec == nullptr) {
+      return unknown_flag(name);
+    }
+    if (spec->metavar.empty()) {
+      if (inline_value) {
+        return usage_error(std::string(name) + ": takes no value");
+      }
+      return CliCommand{CliCommandKind::kHelp, {}};  // --help is the only flag without a value
+    }
+    if (std::any_of(given.begin(), given.end(),
+                    [spec](const GivenFlag& g) { return g.spec == spec; })) {
+      return usage_error(std::string(name) + ": given more than once");
+    }
+    std::string_view value;
+    if (inline_value) {
+      value = *inline_value;
+    } else if (i + 1 < args.size() && !args[i + 1].starts_with("--")) {
+      value = args[++i];
+    } else {
+      return usage_error(std::string(name) + ": missing value (" + std::string(spec->metavar) +
+                         "), e.g. " + std::string(spec->example));
+    }
+    given.push_back({spec, value});
+  }
+
+  VmConfig config;
+  auto config_flag = std::find_if(given.begin(), given.end(),
+                                  [](const GivenFlag& g) { return g.spec->name == kConfigFlag; });
+  std::optional<std::filesystem::path> config_file;
+  if (config_flag != given.end()) {
+    if (config_flag->value.empty()) {
+      return usage_error(std::string(kConfigFlag) + ": must not be empty");
+    }
+    config_file = std::filesystem::path(config_flag->value);
+    PETREL_TRY_ASSIGN(config, load_config_file(*config_file));
+  }
+  for (const GivenFlag& flag : given) {
+    if (flag.spec->apply == nullptr) {
+      continue;
+    }
+    if (auto applied = flag.spec->apply(flag.value, config); !applied.ok()) {
+      return with_prefix(flag.spec->name, applied.error());
+    }
+  }
+  if (config.kernel.empty()) {
+    return usage_error("run: --kernel is required (or \"kernel\" in the --config file)");
+  }
+  // Flag values were checked as they were applied, so what fails here came from the file.
+  if (auto valid = validate_config(config); !valid.ok()) {
+    Error error = std::move(valid).error();
+    if (config_file) {
+      error.context(config_file->string());
+    }
+    return error;
+  }
+  return CliCommand{CliCommandKind::kRun, std::move(config)};
+}
+
+Result<CliCommand> parse_top_level(std::span<const std::string_view> args) {
+  if (args.empty()) {
+    return usage_error("missing command: expected run, help or version; see petrel --help");
+  }
+  std::string_view command = args[0];
+  auto rest = args.subspan(1);
+  if (command == "run") {
+    return parse_run(rest);
+  }
+  if (command == "help" || command == "--help" || command == "-h") {
+    if (!rest.empty() && !(rest.size() == 1 && rest[0] == "run")) {
+      return usage_error(std::string(command) + ": unexpected argument " + json_quoted(rest[0]));
+    }
+    return CliCommand{CliCommandKind::kHelp, {}};
+  }
+  if (command == "version" || command == "--version") {
+    if (!rest.empty()) {
+      return usage_error(std::string(command) + ": unexpected argument " + json_quoted(rest[0]));
+    }
+    return CliCommand{CliCommandKind::kVersion, {}};
+  }
+  std::string message =
+      "unknown command " + json_quoted(command) + ": expected run, help or version";
+  if (command.starts_with("--") && find_flag(command.substr(0, command.find('='))) != nullptr) {
+    message += "; flags go after the command, e.g. petrel run " + std::string(command);
+  }
+  return usage_error(std::move(message));
+}
+
+}  // namespace
+
+Result<CliCommand> parse_command_line(std::span<const std::string_view> args) {
+  try {
+    return parse_top_level(args);
+  } catch (const std::exception& e) {
+    return Error(ErrorCode::kInternal, std::string("command line: ") + e.what());
+  }
+}
+
+std::string usage_text() {
+  constexpr size_t kColumn = 24;
+  const std::string indent(kColumn, ' ');
+  std::string out =
+      "Usage:\n"
+      "  petrel run [FLAGS]      Boot a VM and run it until the guest powers off\n"
+      "  petrel help             Show this help\n"
+      "  petrel version          Print the version\n"
+      "\n"
+      "Flags for petrel run (--flag VALUE and --flag=VALUE both work):\n";
+  for (const FlagSpec& flag : kRunFlags) {
+    std::string head = "  " + std::string(flag.name);
+    if (!flag.metavar.empty()) {
+      head += " " + std::string(flag.metavar);
+    }
+    head.resize(std::max(head.size() + 1, kColumn), ' ');
+    out += head + std::string(flag.help) + "\n";
+    out += indent + "e.g. " + std::string(flag.example) + "\n";
+  }
+  out +=
+      "\n"
+      "Flags on the command line override the same settings from --config, in any order.\n"
+      "Relative paths inside a config file resolve against the file's directory.\n"
+      "SIZE is digits with an optional K, M, G or T suffix (powers of 1024), e.g. 512M.\n"
+      "\n"
+      "Exit status of petrel run:\n"
+      "  0    the guest powered off or reset\n"
+      "  N    the guest wrote N to the exit device (I/O port 0xf4)\n"
+      "  1    an error while running the VM (the message is on stderr)\n"
+      "  2    a bad command line or config file\n"
+      "\n"
+      "Examples:\n"
+      "  petrel run --kernel ./vmlinux --cmdline \"console=ttyS0\" --memory 512M --vcpus 2\n"
+      "  petrel run --config configs/example-full.json --vcpus=4 --log-level debug\n"
+      "\n"
+      "The config file format and all settings: docs/config.md\n";
+  return out;
+}
+
+}  // namespace petrel

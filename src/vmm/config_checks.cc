@@ -1,0 +1,317 @@
+#include "vmm/config_checks.h"
+
+#include <fcntl.h>
+#include <sys/stat.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <type_traits>
+#include <vector>
+
+#include "vmm/base/unique_fd.h"
+
+namespace petrel {
+namespace {
+
+template <typename T>
+struct NamedValue {
+  std::string_view name;
+  T value;
+};
+
+constexpr std::array<NamedValue<SerialMode>, 3> kSerialModes{{
+    {"stdio", SerialMode::kStdio},
+    {"file", SerialMode::kFile},
+    {"none", SerialMode::kNone},
+}};
+constexpr std::array<NamedValue<LogFormat>, 2> kLogFormats{{
+    {"text", LogFormat::kText},
+    {"json", LogFormat::kJson},
+}};
+constexpr std::array<NamedValue<PvmMode>, 2> kPvmModes{{
+    {"auto", PvmMode::kAuto},
+    {"emulated", PvmMode::kEmulated},
+}};
+constexpr std::array<std::string_view, 6> kLogLevels{"trace", "debug", "info",
+                                                     "warn",  "error", "off"};
+
+constexpr size_t kMaxDescribedLength = 40;
+
+template <typename Names>
+std::string expected_one_of(const Names& names, std::string_view got) {
+  std::string out = "expected one of ";
+  bool first = true;
+  for (const auto& n : names) {
+    if (!first) {
+      out += ", ";
+    }
+    first = false;
+    if constexpr (std::is_convertible_v<decltype(n), std::string_view>) {
+      out += n;
+    } else {
+      out += n.name;
+    }
+  }
+  out += ", got ";
+  out += config_detail::json_quoted(got);
+  return out;
+}
+
+template <typename T, size_t N>
+Result<T> parse_named(std::string_view text, const std::array<NamedValue<T>, N>& table) {
+  for (const auto& entry : table) {
+    if (entry.name == text) {
+      return entry.value;
+    }
+  }
+  return Error(ErrorCode::kInvalidArgument, expected_one_of(table, text));
+}
+
+template <typename T, size_t N>
+std::string_view name_of(T value, const std::array<NamedValue<T>, N>& table) {
+  for (const auto& entry : table) {
+    if (entry.value == value) {
+      return entry.name;
+    }
+  }
+  return "?";
+}
+
+// A failed system call on `path`: kNotFound when the path does not exist.
+Error path_error(const std::filesystem::path& path, int err) {
+  ErrorCode code =
+      (err == ENOENT || err == ENOTDIR) ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument;
+  return Error(code, path.string() + ": " + std::strerror(err), err);
+}
+
+size_t edit_distance(std::string_view a, std::string_view b) {
+  std::vector<size_t> row(b.size() + 1);
+  for (size_t j = 0; j <= b.size(); ++j) {
+    row[j] = j;
+  }
+  for (size_t i = 1; i <= a.size(); ++i) {
+    size_t diagonal = row[0];
+    row[0] = i;
+    for (size_t j = 1; j <= b.size(); ++j) {
+      size_t above = row[j];
+      row[j] = std::min({row[j] + 1, row[j - 1] + 1, diagonal + (a[i - 1] == b[j - 1] ? 0 : 1)});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+}  // namespace
+
+std::string_view to_string(SerialMode mode) {
+  return name_of(mode, kSerialModes);
+}
+std::string_view to_string(LogFormat format) {
+  return name_of(format, kLogFormats);
+}
+std::string_view to_string(PvmMode mode) {
+  return name_of(mode, kPvmModes);
+}
+
+namespace config_detail {
+
+Result<void> check_name(std::string_view name) {
+  bool valid = !name.empty() && name.size() <= kMaxNameLength;
+  for (char ch : name) {
+    bool allowed = (ch >= 'A' && ch <= 'Z') || (ch >= 'a' && ch <= 'z') ||
+                   (ch >= '0' && ch <= '9') || ch == '.' || ch == '_' || ch == '-';
+    valid = valid && allowed;
+  }
+  if (!valid) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "expected 1 to 64 characters from A-Z a-z 0-9 . _ -, got " + json_quoted(name));
+  }
+  return ok();
+}
+
+Result<void> check_kernel(const std::filesystem::path& kernel) {
+  if (kernel.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "must not be empty");
+  }
+  // O_NONBLOCK: opening a FIFO must not hang; the file is only probed here.
+  UniqueFd fd(::open(kernel.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  if (!fd.valid()) {
+    return path_error(kernel, errno);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return path_error(kernel, errno);
+  }
+  if (!S_ISREG(st.st_mode)) {
+    return Error(ErrorCode::kInvalidArgument, kernel.string() + ": not a regular file");
+  }
+  return ok();
+}
+
+Result<void> check_cmdline(std::string_view cmdline) {
+  if (cmdline.size() > kMaxCmdlineLength) {
+    return Error(ErrorCode::kInvalidArgument, std::to_string(cmdline.size()) +
+                                                  " bytes is longer than the maximum " +
+                                                  std::to_string(kMaxCmdlineLength));
+  }
+  if (cmdline.find('\0') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "must not contain a NUL byte");
+  }
+  if (cmdline.find('\n') != std::string_view::npos) {
+    return Error(ErrorCode::kInvalidArgument, "must not contain a newline");
+  }
+  return ok();
+}
+
+Result<void> check_memory(uint64_t bytes) {
+  if (bytes < kMinMemoryBytes) {
+    return Error(ErrorCode::kInvalidArgument,
+                 format_size(bytes) + " is below the minimum " + format_size(kMinMemoryBytes));
+  }
+  if (bytes > kMaxMemoryBytes) {
+    return Error(ErrorCode::kInvalidArgument,
+                 format_size(bytes) + " is above the maximum " + format_size(kMaxMemoryBytes));
+  }
+  if (bytes % kMemoryAlignment != 0) {
+    return Error(ErrorCode::kInvalidArgument,
+                 format_size(bytes) + " is not a multiple of " + format_size(kMemoryAlignment));
+  }
+  return ok();
+}
+
+Result<void> check_log_level(std::string_view level) {
+  if (std::find(kLogLevels.begin(), kLogLevels.end(), level) == kLogLevels.end()) {
+    return Error(ErrorCode::kInvalidArgument, expected_one_of(kLogLevels, level));
+  }
+  return ok();
+}
+
+Result<void> check_serial_file(const std::filesystem::path& path) {
+  if (path.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "the file path must not be empty");
+  }
+  struct stat st {};
+  if (::stat(path.c_str(), &st) == 0) {
+    if (S_ISDIR(st.st_mode)) {
+      return Error(ErrorCode::kInvalidArgument, path.string() + ": is a directory");
+    }
+    return ok();
+  }
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) {
+    return ok();  // the current directory
+  }
+  if (::stat(dir.c_str(), &st) != 0) {
+    return path_error(dir, errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return path_error(dir, ENOTDIR);
+  }
+  return ok();
+}
+
+std::string vcpus_expectation() {
+  return "expected an integer from " + std::to_string(kMinVcpus) + " to " +
+         std::to_string(kMaxVcpus);
+}
+
+Result<uint32_t> parse_vcpus(std::string_view text) {
+  uint32_t value = 0;
+  bool valid = !text.empty() && text.size() <= 3;
+  for (char ch : text) {
+    valid = valid && ch >= '0' && ch <= '9';
+    value = value * 10 + static_cast<uint32_t>(ch - '0');
+  }
+  if (!valid || value < kMinVcpus || value > kMaxVcpus) {
+    return Error(ErrorCode::kInvalidArgument, vcpus_expectation() + ", got " + json_quoted(text));
+  }
+  return value;
+}
+
+Result<SerialMode> parse_serial_mode(std::string_view text) {
+  return parse_named(text, kSerialModes);
+}
+
+Result<LogFormat> parse_log_format(std::string_view text) {
+  return parse_named(text, kLogFormats);
+}
+
+Result<PvmMode> parse_pvm_mode(std::string_view text) {
+  return parse_named(text, kPvmModes);
+}
+
+Result<SerialConfig> parse_serial_spec(std::string_view text) {
+  constexpr std::string_view kFilePrefix = "file:";
+  if (text == "stdio") {
+    return SerialConfig{SerialMode::kStdio, {}};
+  }
+  if (text == "none") {
+    return SerialConfig{SerialMode::kNone, {}};
+  }
+  if (text.starts_with(kFilePrefix)) {
+    std::string_view path = text.substr(kFilePrefix.size());
+    if (path.empty()) {
+      return Error(ErrorCode::kInvalidArgument, "file: needs a path, e.g. file:/tmp/console.log");
+    }
+    if (path.find('\0') != std::string_view::npos) {
+      return Error(ErrorCode::kInvalidArgument, "the file path must not contain a NUL byte");
+    }
+    return SerialConfig{SerialMode::kFile, std::filesystem::path(path)};
+  }
+  return Error(ErrorCode::kInvalidArgument,
+               "expected stdio, none or file:PATH, got " + json_quoted(text));
+}
+
+std::string describe(const nlohmann::json& value) {
+  std::string out = value.dump(-1, ' ', true, nlohmann::json::error_handler_t::replace);
+  if (out.size() > kMaxDescribedLength) {
+    out.resize(kMaxDescribedLength);
+    out += "...";
+  }
+  return out;
+}
+
+std::string json_quoted(std::string_view text) {
+  return describe(nlohmann::json(std::string(text)));
+}
+
+Error with_prefix(std::string_view prefix, const Error& error) {
+  std::string message(prefix);
+  message += ": ";
+  message += error.message();
+  return Error(error.code(), std::move(message), error.sys_errno());
+}
+
+Error field_error(std::string_view field, const Error& error) {
+  return with_prefix("config: field \"" + std::string(field) + "\"", error);
+}
+
+Error field_error(std::string_view field, std::string message) {
+  return field_error(field, Error(ErrorCode::kInvalidArgument, std::move(message)));
+}
+
+Result<void> in_field(std::string_view field, Result<void> result) {
+  if (!result.ok()) {
+    return field_error(field, result.error());
+  }
+  return ok();
+}
+
+std::string_view closest_match(std::string_view word,
+                               std::span<const std::string_view> candidates) {
+  std::string_view best;
+  size_t best_distance = 3;  // more than two edits is not a typo
+  for (std::string_view candidate : candidates) {
+    size_t d = edit_distance(word, candidate);
+    if (d < best_distance) {
+      best = candidate;
+      best_distance = d;
+    }
+  }
+  return best;
+}
+
+}  // namespace config_detail
+}  // namespace petrel

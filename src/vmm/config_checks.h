@@ -1,0 +1,55 @@
+// Value parsers and checks shared by the JSON config parser, validate_config and the command
+// line. Errors carry only the message body ("expected ..., got ..."); the caller prefixes the
+// config field or the flag (with_prefix).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <span>
+#include <string>
+#include <string_view>
+
+#include "vmm/base/result.h"
+#include "vmm/vm_config.h"
+
+namespace petrel::config_detail {
+
+Result<void> check_name(std::string_view name);
+// kNotFound when the file does not exist; kInvalidArgument when it is not a readable regular file.
+Result<void> check_kernel(const std::filesystem::path& kernel);
+Result<void> check_cmdline(std::string_view cmdline);
+Result<void> check_memory(uint64_t bytes);
+Result<void> check_log_level(std::string_view level);
+// A path a serial log can be created at: not a directory, and its directory exists.
+Result<void> check_serial_file(const std::filesystem::path& path);
+
+// "expected an integer from 1 to 254"
+std::string vcpus_expectation();
+Result<uint32_t> parse_vcpus(std::string_view text);
+Result<SerialMode> parse_serial_mode(std::string_view text);
+Result<LogFormat> parse_log_format(std::string_view text);
+Result<PvmMode> parse_pvm_mode(std::string_view text);
+// The shorthand "stdio", "none" or "file:PATH" (the --serial flag and the JSON string form).
+// Syntax only: a file path is not checked against the file system (check_serial_file).
+Result<SerialConfig> parse_serial_spec(std::string_view text);
+
+// A JSON value rendered for "got ..." in messages: compact, ASCII, cut after ~40 characters.
+std::string describe(const nlohmann::json& value);
+// `text` as a quoted JSON string, shortened as by describe.
+std::string json_quoted(std::string_view text);
+
+// `error` with its message replaced by "<prefix>: <message>"; code and errno are kept.
+Error with_prefix(std::string_view prefix, const Error& error);
+
+// Config-file errors: "config: field \"<field>\": <message>", field as in "serial.mode".
+Error field_error(std::string_view field, const Error& error);
+Error field_error(std::string_view field, std::string message);  // kInvalidArgument
+// `result` with its error, if any, passed through field_error.
+Result<void> in_field(std::string_view field, Result<void> result);
+
+// The candidate within a small edit distance of `word`, or "" when none is close enough to be
+// a likely typo.
+std::string_view closest_match(std::string_view word, std::span<const std::string_view> candidates);
+
+}  // namespace petrel::config_detail

@@ -1,0 +1,52 @@
+// The guest-physical memory map petrel builds (x86-64 PC-like). Units are bytes.
+#pragma once
+
+#include <cstdint>
+
+#include <vector>
+
+#include "vmm/base/guest_address.h"
+#include "vmm/base/guest_memory.h"
+
+namespace petrel::layout {
+
+// Boot structures in the first 1 MiB (below the EBDA at 0x9fc00).
+inline constexpr GuestAddress kGdt{0x500};
+inline constexpr GuestAddress kBootInfo{0x6000};   // struct petrel_boot_info
+inline constexpr GuestAddress kPvmVifPage{0x7000}; // PVM native mode VIF page (4 KiB)
+inline constexpr GuestAddress kBootStackTop{0x8ff0};
+inline constexpr GuestAddress kPml4{0x9000};
+inline constexpr GuestAddress kPdpt{0xa000};
+inline constexpr GuestAddress kPageDirectories{0xb000};  // kMaxIdentityGiB pages of 4 KiB
+inline constexpr uint64_t kMaxIdentityGiB = 64;
+inline constexpr GuestAddress kCmdline{0x4c000};
+inline constexpr uint64_t kCmdlineMax = 4096;  // including the NUL
+// Kernels load at or above 1 MiB.
+inline constexpr GuestAddress kKernelMin{0x100000};
+
+// The 32-bit MMIO hole: RAM above kMmioHoleStart continues at 4 GiB.
+inline constexpr GuestAddress kMmioHoleStart{0xc0000000};
+inline constexpr GuestAddress kFourGiB{0x100000000};
+// KVM's TSS (3 pages) and identity-map page live in the hole, below the IOAPIC/LAPIC.
+inline constexpr GuestAddress kKvmTss{0xfffbd000};
+inline constexpr GuestAddress kKvmIdentityMap{0xfffbc000};
+
+// GDT selectors, as the Linux 64-bit boot protocol expects (boot.rst "64-bit Boot Protocol").
+inline constexpr uint16_t kBootCs = 0x10;
+inline constexpr uint16_t kBootDs = 0x18;
+inline constexpr uint16_t kBootTss = 0x20;
+
+}  // namespace petrel::layout
+
+namespace petrel::layout {
+
+// RAM regions for `bytes` of guest memory: below the MMIO hole, and the rest from 4 GiB.
+inline std::vector<GuestRegionSpec> ram_regions(uint64_t bytes) {
+  const uint64_t low = kMmioHoleStart.value();
+  if (bytes <= low) {
+    return {{GuestAddress(0), bytes}};
+  }
+  return {{GuestAddress(0), low}, {kFourGiB, bytes - low}};
+}
+
+}  // namespace petrel::layout

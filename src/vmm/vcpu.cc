@@ -1,0 +1,185 @@
+#include "vmm/vcpu.h"
+
+#include <signal.h>
+
+#include <array>
+#include <mutex>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+namespace petrel {
+
+namespace {
+
+void kick_handler(int) {}
+
+std::string hex_bytes(std::span<const uint8_t> bytes) {
+  std::string out;
+  for (uint8_t b : bytes) {
+    out += fmt::format("{}{:02x}", out.empty() ? "" : " ", b);
+  }
+  return out;
+}
+
+}  // namespace
+
+int Vcpu::kick_signal() { return SIGRTMIN; }
+
+void Vcpu::install_kick_handler() {
+  static std::once_flag once;
+  std::call_once(once, [] {
+    struct sigaction sa {};
+    sa.sa_handler = kick_handler;
+    sigemptyset(&sa.sa_mask);
+    sigaction(kick_signal(), &sa, nullptr);
+  });
+}
+
+void Vcpu::start() {
+  thread_ = std::jthread([this] { run_loop(); });
+  started_ = true;
+}
+
+void Vcpu::kick() {
+  vcpu_.set_immediate_exit(true);
+  if (started_.load() && thread_.joinable()) {
+    pthread_kill(thread_.native_handle(), kick_signal());
+  }
+}
+
+void Vcpu::join() {
+  if (thread_.joinable()) {
+    thread_.join();
+  }
+}
+
+void Vcpu::run_loop() {
+  while (!ctx_.stop->stopped()) {
+    auto ran = vcpu_.run();
+    if (!ran) {
+      ctx_.stop->request({StopKind::kHostError, 0, ran.error().to_string()});
+      return;
+    }
+    if (!*ran) {
+      continue;  // kicked; the loop condition looks at the latch
+    }
+    exits_.fetch_add(1, std::memory_order_relaxed);
+    if (!handle(decode_exit(vcpu_.run_data(), vcpu_.run_size()))) {
+      return;
+    }
+  }
+}
+
+bool Vcpu::handle(const VcpuExit& exit) {
+  const uint32_t id = vcpu_.id();
+  if (const auto* io = std::get_if<IoExit>(&exit)) {
+    handle_io(*io);
+    return true;
+  }
+  if (const auto* mmio = std::get_if<MmioExit>(&exit)) {
+    handle_mmio(*mmio);
+    return true;
+  }
+  if (std::holds_alternative<IntrExit>(exit) || std::holds_alternative<HltExit>(exit)) {
+    return true;
+  }
+  if (std::holds_alternative<ShutdownExit>(exit)) {
+    ctx_.stop->request({StopKind::kTripleFault, 0,
+                        fmt::format("vCPU {}: guest triple fault (KVM_EXIT_SHUTDOWN) at {}", id,
+                                    describe_rip({}))});
+    return false;
+  }
+  if (const auto* ev = std::get_if<SystemEventExit>(&exit)) {
+    switch (ev->type) {
+      case KVM_SYSTEM_EVENT_SHUTDOWN:
+        ctx_.stop->request({StopKind::kPowerOff, 0, "guest powered off"});
+        return false;
+      case KVM_SYSTEM_EVENT_RESET:
+        ctx_.stop->request({StopKind::kReset, 0, "guest requested a reset"});
+        return false;
+      case KVM_SYSTEM_EVENT_CRASH:
+        ctx_.stop->request({StopKind::kGuestError, 0, fmt::format("vCPU {}: guest crashed", id)});
+        return false;
+      default:
+        ctx_.stop->request({StopKind::kGuestError, 0,
+                            fmt::format("vCPU {}: unhandled system event {}", id, ev->type)});
+        return false;
+    }
+  }
+  if (const auto* ie = std::get_if<InternalErrorExit>(&exit)) {
+    return handle_internal_error(*ie);
+  }
+  if (const auto* fe = std::get_if<FailEntryExit>(&exit)) {
+    ctx_.stop->request(
+        {StopKind::kHostError, 0,
+         fmt::format("vCPU {}: KVM failed to enter the guest (hardware reason {:#x}) at {}", id,
+                     fe->reason, describe_rip({}))});
+    return false;
+  }
+  const auto& unknown = std::get<UnknownExit>(exit);
+  ctx_.stop->request({StopKind::kHostError, 0,
+                      fmt::format("vCPU {}: unhandled KVM exit '{}' at {}", id,
+                                  exit_reason_name(unknown.reason), describe_rip({}))});
+  return false;
+}
+
+void Vcpu::handle_io(const IoExit& io) {
+  for (uint32_t i = 0; i < io.count; ++i) {
+    auto element = io.data.subspan(size_t{i} * io.size, io.size);
+    bool handled = io.is_write ? ctx_.pio->write(io.port, element) : ctx_.pio->read(io.port, element);
+    if (!handled) {
+      if (!io.is_write) {
+        std::fill(element.begin(), element.end(), std::byte{0xff});  // floating ISA bus
+      }
+      SPDLOG_DEBUG("vCPU {}: unhandled port {} {:#x} size {}", vcpu_.id(),
+                   io.is_write ? "write" : "read", io.port, io.size);
+    }
+  }
+}
+
+void Vcpu::handle_mmio(const MmioExit& mmio) {
+  bool handled = mmio.is_write ? ctx_.mmio->write(mmio.address, mmio.data)
+                               : ctx_.mmio->read(mmio.address, mmio.data);
+  if (!handled) {
+    if (!mmio.is_write) {
+      std::fill(mmio.data.begin(), mmio.data.end(), std::byte{0xff});
+    }
+    SPDLOG_DEBUG("vCPU {}: unhandled MMIO {} {:#x} size {}", vcpu_.id(),
+                 mmio.is_write ? "write" : "read", mmio.address, mmio.data.size());
+  }
+}
+
+bool Vcpu::handle_internal_error(const InternalErrorExit& exit) {
+  auto repaired = ctx_.pvm->handle_emulation_failure(vcpu_, exit);
+  if (repaired && *repaired) {
+    return true;
+  }
+  std::string what = exit.suberror == KVM_INTERNAL_ERROR_EMULATION
+                         ? "instruction emulation failed (an instruction KVM cannot emulate)"
+                         : fmt::format("KVM internal error, suberror {}", exit.suberror);
+  ctx_.stop->request({StopKind::kGuestError, 0,
+                      fmt::format("vCPU {}: {} at {}", vcpu_.id(), what,
+                                  describe_rip(exit.insn_bytes))});
+  return false;
+}
+
+std::string Vcpu::describe_rip(std::span<const uint8_t> insn_bytes) const {
+  auto regs = vcpu_.get_regs();
+  if (!regs) {
+    return "an unknown RIP";
+  }
+  std::array<uint8_t, 15> fetched{};
+  if (insn_bytes.empty()) {
+    // Without bytes from KVM, read them at RIP through the guest's page tables.
+    auto gpa = vcpu_.translate(regs->rip);
+    if (gpa && *gpa &&
+        ctx_.memory->read(**gpa, std::as_writable_bytes(std::span(fetched))).ok()) {
+      insn_bytes = fetched;
+    }
+  }
+  return fmt::format("RIP {:#x} (instruction bytes: {})", regs->rip,
+                     insn_bytes.empty() ? "unavailable" : hex_bytes(insn_bytes));
+}
+
+}  // namespace petrel

@@ -1,0 +1,67 @@
+// Vcpu: one guest vCPU and the thread that runs it (KVM_RUN in a loop, dispatching exits to
+// the port-I/O and MMIO buses). A stop is requested through the VM's StopLatch; kick() then
+// makes KVM_RUN return (immediate_exit + a real-time signal, api.rst "immediate_exit") so
+// the thread sees it. The thread is joined when the Vcpu is destroyed.
+#pragma once
+
+#include <pthread.h>
+
+#include <atomic>
+#include <cstdint>
+#include <thread>
+
+#include "devices/bus.h"
+#include "vmm/base/guest_memory.h"
+#include "vmm/base/kvm_vcpu.h"
+#include "vmm/base/vcpu_exit.h"
+#include "vmm/pvm_host.h"
+#include "vmm/stop_latch.h"
+
+namespace petrel {
+
+// What a vCPU thread shares with the rest of the VM; everything outlives the Vcpu.
+struct VcpuContext {
+  const Bus* pio;
+  const Bus* mmio;
+  const GuestMemory* memory;
+  const PvmHost* pvm;
+  StopLatch* stop;
+};
+
+class Vcpu {
+ public:
+  // The signal used to kick vCPU threads out of KVM_RUN.
+  static int kick_signal();
+  // Installs a no-op handler for kick_signal() (without SA_RESTART), once per process.
+  static void install_kick_handler();
+
+  Vcpu(KvmVcpu vcpu, VcpuContext ctx) : vcpu_(std::move(vcpu)), ctx_(ctx) {}
+  Vcpu(const Vcpu&) = delete;
+  Vcpu& operator=(const Vcpu&) = delete;
+
+  const KvmVcpu& kvm() const { return vcpu_; }
+  void start();
+  // Any thread: make the vCPU thread leave KVM_RUN and look at the stop latch.
+  void kick();
+  void join();
+
+  uint64_t exit_count() const { return exits_.load(std::memory_order_relaxed); }
+
+ private:
+  void run_loop();
+  // Returns false when the VM must stop (the reason is already in the latch).
+  bool handle(const VcpuExit& exit);
+  void handle_io(const IoExit& io);
+  void handle_mmio(const MmioExit& mmio);
+  bool handle_internal_error(const InternalErrorExit& exit);
+  // "RIP 0x... (bytes: f3 48 0f ...)", for reports.
+  std::string describe_rip(std::span<const uint8_t> insn_bytes) const;
+
+  KvmVcpu vcpu_;
+  VcpuContext ctx_;
+  std::atomic<uint64_t> exits_{0};
+  std::atomic<bool> started_{false};
+  std::jthread thread_;
+};
+
+}  // namespace petrel

@@ -1,0 +1,213 @@
+#include "vmm/vm.h"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "devices/exit_device.h"
+#include "devices/i8042.h"
+#include "vmm/base/read_file.h"
+#include "vmm/boot_info.h"
+#include "vmm/console_input.h"
+#include "vmm/elf_loader.h"
+#include "vmm/guest_abi.h"
+#include "vmm/kvm_irq_line.h"
+#include "vmm/layout.h"
+#include "vmm/long_mode.h"
+
+namespace petrel {
+
+namespace {
+
+constexpr uint32_t kCom1Irq = 4;
+
+Result<void> require_cap(const KvmSystem& kvm, int cap, const char* name) {
+  if (kvm.check_extension(cap) <= 0) {
+    return Error(ErrorCode::kKvm, fmt::format("KVM lacks the required capability {}", name));
+  }
+  return {};
+}
+
+Result<UniqueFd> open_serial_output(const SerialConfig& serial) {
+  switch (serial.mode) {
+    case SerialMode::kStdio: {
+      int fd = ::fcntl(STDOUT_FILENO, F_DUPFD_CLOEXEC, 3);
+      if (fd < 0) {
+        return Error::from_errno("dup stdout for the serial console", errno);
+      }
+      return UniqueFd(fd);
+    }
+    case SerialMode::kFile: {
+      int fd = ::open(serial.path.c_str(), O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0640);
+      if (fd < 0) {
+        return Error::from_errno(fmt::format("serial output {}", serial.path.string()), errno);
+      }
+      return UniqueFd(fd);
+    }
+    case SerialMode::kNone:
+      break;
+  }
+  return UniqueFd();
+}
+
+}  // namespace
+
+Vm::Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory)
+    : kvm_(std::move(kvm)), vm_(std::move(vm)), pvm_(pvm), memory_(std::move(memory)) {}
+
+Vm::~Vm() { stop_vcpus(); }
+
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+  PETREL_TRY_ASSIGN(KvmSystem kvm, KvmSystem::open());
+  PETREL_TRY(require_cap(kvm, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"));
+  PETREL_TRY(require_cap(kvm, KVM_CAP_PIT2, "KVM_CAP_PIT2"));
+  PETREL_TRY(require_cap(kvm, KVM_CAP_IMMEDIATE_EXIT, "KVM_CAP_IMMEDIATE_EXIT"));
+  PETREL_TRY(require_cap(kvm, KVM_CAP_SET_TSS_ADDR, "KVM_CAP_SET_TSS_ADDR"));
+  PETREL_TRY(require_cap(kvm, KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"));
+  int max_vcpus = kvm.check_extension(KVM_CAP_MAX_VCPUS);
+  if (max_vcpus > 0 && config.vcpus > static_cast<uint32_t>(max_vcpus)) {
+    return Error(ErrorCode::kUnsupported,
+                 fmt::format("{} vCPUs requested; this host's KVM allows {}", config.vcpus,
+                             max_vcpus));
+  }
+  PETREL_TRY_ASSIGN(PvmHost pvm, PvmHost::detect(kvm));
+  PETREL_TRY_ASSIGN(KvmVm kvm_vm, kvm.create_vm());
+  PETREL_TRY(kvm_vm.set_tss_address(layout::kKvmTss));
+  PETREL_TRY(kvm_vm.set_identity_map_address(layout::kKvmIdentityMap));
+  PETREL_TRY(kvm_vm.create_irqchip());
+  PETREL_TRY(kvm_vm.create_pit());
+
+  auto specs = layout::ram_regions(config.memory_bytes);
+  PETREL_TRY_ASSIGN(GuestMemory memory, GuestMemory::create_anonymous(specs));
+  uint32_t slot = 0;
+  for (const auto& region : memory.regions()) {
+    PETREL_TRY(kvm_vm.set_memory_region(slot++, region.start(), region.size(),
+                                        region.host_base()));
+  }
+
+  auto machine = std::make_unique<Vm>(std::move(kvm), std::move(kvm_vm), pvm, std::move(memory));
+  PETREL_TRY(machine->setup_devices(config));
+  PETREL_TRY(machine->load_guest(config));
+  return machine;
+}
+
+Result<void> Vm::setup_devices(const VmConfig& config) {
+  PETREL_TRY_ASSIGN(UniqueFd serial_out, open_serial_output(config.serial));
+  serial_ = std::make_shared<Serial16550>(std::make_shared<KvmIrqLine>(vm_, kCom1Irq),
+                                          std::move(serial_out));
+  PETREL_TRY(pio_.insert(serial_, PETREL_PORT_COM1, 8));
+  auto i8042 = std::make_shared<I8042>(
+      [this] { stop_.request({StopKind::kReset, 0, "guest reset through the i8042"}); });
+  PETREL_TRY(pio_.insert(i8042, PETREL_PORT_I8042_DATA, 5));
+  auto exit_dev = std::make_shared<ExitDevice>([this](uint8_t status) {
+    stop_.request({StopKind::kGuestExit, status, fmt::format("guest exited with status {}",
+                                                             status)});
+  });
+  PETREL_TRY(pio_.insert(exit_dev, PETREL_PORT_EXIT, 4));
+  return {};
+}
+
+Result<void> Vm::load_guest(const VmConfig& config) {
+  PETREL_TRY_ASSIGN(auto image, read_file(config.kernel, config.memory_bytes));
+  auto loaded = load_elf(memory_, image);
+  if (!loaded) {
+    return std::move(loaded).error().context(
+        fmt::format("loading kernel {}", config.kernel.string()));
+  }
+  bool native_capable = loaded->petrel_guest_flags &&
+                        (*loaded->petrel_guest_flags & PETREL_GUEST_PVM_NATIVE) != 0;
+  mode_ = pvm_.choose_mode(native_capable, config.pvm_mode == PvmMode::kEmulated);
+  bool native = mode_ == ExecMode::kPvmNative;
+
+  PETREL_TRY(write_long_mode_tables(memory_, config.memory_bytes + layout::kFourGiB.value(),
+                                    native));
+  PETREL_TRY(write_boot_info(memory_, BootInfoParams{config.vcpus, native, layout::kPvmVifPage,
+                                                     config.cmdline}));
+  PETREL_TRY(create_vcpus(config, native_capable));
+  return setup_long_mode_vcpu(vcpus_.front()->kvm(),
+                              LongModeEntry{loaded->entry, layout::kBootInfo,
+                                            layout::kBootStackTop});
+}
+
+Result<void> Vm::create_vcpus(const VmConfig& config, bool /*guest_native_capable*/) {
+  PETREL_TRY_ASSIGN(auto cpuid, kvm_.supported_cpuid());
+  pvm_.adjust_cpuid(cpuid, mode_);
+  for (uint32_t id = 0; id < config.vcpus; ++id) {
+    PETREL_TRY_ASSIGN(KvmVcpu kvm_vcpu, vm_.create_vcpu(id));
+    auto vcpu_cpuid = cpuid;
+    for (auto& e : vcpu_cpuid) {
+      if (e.function == 0x1) {
+        e.ebx = (e.ebx & 0x00ffffff) | (id << 24);  // initial APIC ID
+        e.ecx |= 1u << 31;                          // running under a hypervisor
+      } else if (e.function == 0xb || e.function == 0x1f) {
+        e.edx = id;  // x2APIC ID
+      }
+    }
+    PETREL_TRY(kvm_vcpu.set_cpuid(vcpu_cpuid));
+    if (mode_ == ExecMode::kPvmNative && id == 0) {
+      PETREL_TRY(pvm_.enable_native(kvm_vcpu, layout::kPvmVifPage));
+    }
+    vcpus_.push_back(std::make_unique<Vcpu>(
+        std::move(kvm_vcpu), VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_}));
+  }
+  return {};
+}
+
+StopReason Vm::run(int console_fd) {
+  Vcpu::install_kick_handler();
+  auto work = boost::asio::make_work_guard(io_);
+  boost::asio::signal_set signals(io_, SIGINT, SIGTERM);
+  signals.async_wait([this](boost::system::error_code ec, int signo) {
+    if (!ec) {
+      stop_.request({StopKind::kSignal, static_cast<uint8_t>(signo),
+                     fmt::format("stopped by signal {}", signo)});
+    }
+  });
+  std::unique_ptr<ConsoleInput> console;
+  if (console_fd >= 0) {
+    auto input = ConsoleInput::create(io_, console_fd, serial_);
+    if (input) {
+      console = std::move(input).value();
+    } else {
+      spdlog::debug("no console input: {}", input.error().to_string());
+    }
+  }
+  std::jthread loop([this] { io_.run(); });
+
+  spdlog::info("starting {} vCPU(s), {} mode", vcpus_.size(),
+               mode_ == ExecMode::kPvmNative     ? "PVM native"
+               : mode_ == ExecMode::kPvmEmulated ? "PVM emulated"
+                                                 : "hardware");
+  for (auto& vcpu : vcpus_) {
+    vcpu->start();
+  }
+  StopReason reason = stop_.wait();
+  stop_vcpus();
+  // Tear the loop's objects down on the loop thread, then let it finish.
+  boost::asio::post(io_, [&] {
+    console.reset();
+    signals.cancel();
+    work.reset();
+  });
+  loop.join();
+  return reason;
+}
+
+void Vm::stop_vcpus() {
+  if (!stop_.stopped()) {
+    stop_.request({StopKind::kHostError, 0, "VM destroyed while running"});
+  }
+  for (auto& vcpu : vcpus_) {
+    vcpu->kick();
+  }
+  for (auto& vcpu : vcpus_) {
+    vcpu->join();
+  }
+}
+
+}  // namespace petrel

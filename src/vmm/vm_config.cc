@@ -1,0 +1,130 @@
+#include "vmm/vm_config.h"
+
+#include <array>
+#include <utility>
+
+#include "vmm/config_checks.h"
+
+namespace petrel {
+namespace {
+
+using config_detail::field_error;
+using config_detail::in_field;
+
+struct SizeUnit {
+  std::string_view suffix;  // lower case
+  uint64_t bytes;
+};
+
+constexpr std::array<SizeUnit, 10> kSizeUnits{{
+    {"", 1},
+    {"b", 1},
+    {"k", 1ull << 10},
+    {"kib", 1ull << 10},
+    {"m", 1ull << 20},
+    {"mib", 1ull << 20},
+    {"g", 1ull << 30},
+    {"gib", 1ull << 30},
+    {"t", 1ull << 40},
+    {"tib", 1ull << 40},
+}};
+
+// Largest first; format_size picks the first that divides exactly.
+constexpr std::array<SizeUnit, 4> kFormatUnits{{
+    {"T", 1ull << 40},
+    {"G", 1ull << 30},
+    {"M", 1ull << 20},
+    {"K", 1ull << 10},
+}};
+
+char ascii_lower(char ch) {
+  return (ch >= 'A' && ch <= 'Z') ? static_cast<char>(ch - 'A' + 'a') : ch;
+}
+
+}  // namespace
+
+Result<uint64_t> parse_size(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    ++digits;
+  }
+  std::string suffix;
+  for (char ch : text.substr(digits)) {
+    suffix += ascii_lower(ch);
+  }
+  const SizeUnit* unit = nullptr;
+  for (const auto& candidate : kSizeUnits) {
+    if (candidate.suffix == suffix) {
+      unit = &candidate;
+    }
+  }
+  if (digits == 0 || unit == nullptr) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "invalid size " + config_detail::json_quoted(text) +
+                     ": expected digits with an optional K, M, G or T suffix, e.g. 256M");
+  }
+  uint64_t value = 0;
+  bool overflow = false;
+  for (char ch : text.substr(0, digits)) {
+    overflow = overflow || __builtin_mul_overflow(value, 10, &value) ||
+               __builtin_add_overflow(value, static_cast<uint64_t>(ch - '0'), &value);
+  }
+  overflow = overflow || __builtin_mul_overflow(value, unit->bytes, &value);
+  if (overflow) {
+    return Error(ErrorCode::kInvalidArgument, "invalid size " + config_detail::json_quoted(text) +
+                                                  ": larger than 2^64 - 1 bytes");
+  }
+  return value;
+}
+
+std::string format_size(uint64_t bytes) {
+  for (const auto& unit : kFormatUnits) {
+    if (bytes != 0 && bytes % unit.bytes == 0) {
+      return std::to_string(bytes / unit.bytes) + std::string(unit.suffix);
+    }
+  }
+  return std::to_string(bytes);
+}
+
+Result<void> validate_config(const VmConfig& config) {
+  using namespace config_detail;
+  PETREL_TRY(in_field("name", check_name(config.name)));
+  if (config.kernel.empty()) {
+    return field_error("kernel", "required: the guest kernel image");
+  }
+  PETREL_TRY(in_field("kernel", check_kernel(config.kernel)));
+  PETREL_TRY(in_field("cmdline", check_cmdline(config.cmdline)));
+  PETREL_TRY(in_field("memory", check_memory(config.memory_bytes)));
+  if (config.vcpus < kMinVcpus || config.vcpus > kMaxVcpus) {
+    return field_error("vcpus", vcpus_expectation() + ", got " + std::to_string(config.vcpus));
+  }
+  if (config.serial.mode == SerialMode::kFile) {
+    PETREL_TRY(in_field("serial.path", check_serial_file(config.serial.path)));
+  } else if (!config.serial.path.empty()) {
+    return field_error("serial.path", "only allowed when serial.mode is \"file\"");
+  }
+  PETREL_TRY(in_field("log.level", check_log_level(config.log_level)));
+  return ok();
+}
+
+nlohmann::json config_to_json(const VmConfig& config) {
+  nlohmann::json serial = {{"mode", to_string(config.serial.mode)}};
+  if (config.serial.mode == SerialMode::kFile) {
+    serial["path"] = config.serial.path.string();
+  }
+  nlohmann::json out = {
+      {"name", config.name},
+      {"cmdline", config.cmdline},
+      {"memory", format_size(config.memory_bytes)},
+      {"vcpus", config.vcpus},
+      {"serial", std::move(serial)},
+      {"log", {{"level", config.log_level}, {"format", to_string(config.log_format)}}},
+      {"pvm_mode", to_string(config.pvm_mode)},
+  };
+  if (!config.kernel.empty()) {
+    out["kernel"] = config.kernel.string();
+  }
+  return out;
+}
+
+}  // namespace petrel

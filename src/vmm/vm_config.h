@@ -1,0 +1,83 @@
+// VmConfig: everything `petrel run` needs to build a VM, plus its JSON config file format
+// (docs/config.md) and the checks shared by the file parser and the command line (cli.h).
+#pragma once
+
+#include <cstdint>
+#include <filesystem>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <string_view>
+
+#include "vmm/base/result.h"
+
+namespace petrel {
+
+// Output destination of COM1.
+enum class SerialMode { kStdio, kFile, kNone };
+
+struct SerialConfig {
+  SerialMode mode = SerialMode::kStdio;
+  std::filesystem::path path;  // set only when mode == kFile
+
+  bool operator==(const SerialConfig&) const = default;
+};
+
+enum class LogFormat { kText, kJson };
+
+// kEmulated forces PVM's emulated mode on a PVM host; kAuto lets petrel pick.
+enum class PvmMode { kAuto, kEmulated };
+
+inline constexpr uint64_t kMinMemoryBytes = 16ull << 20;
+inline constexpr uint64_t kMaxMemoryBytes = 1ull << 40;
+inline constexpr uint64_t kMemoryAlignment = 4096;
+inline constexpr uint32_t kMinVcpus = 1;
+inline constexpr uint32_t kMaxVcpus = 254;
+inline constexpr size_t kMaxNameLength = 64;
+inline constexpr size_t kMaxCmdlineLength = 4095;
+
+struct VmConfig {
+  std::string name = "petrel";           // [A-Za-z0-9._-]{1,64}
+  std::filesystem::path kernel;          // required by validate_config; a readable regular file
+  std::string cmdline;                   // at most 4095 bytes, no NUL or newline
+  uint64_t memory_bytes = 256ull << 20;  // kMinMemoryBytes..kMaxMemoryBytes, multiple of 4 KiB
+  uint32_t vcpus = 1;                    // kMinVcpus..kMaxVcpus
+  SerialConfig serial;
+  std::string log_level = "info";  // trace|debug|info|warn|error|off
+  LogFormat log_format = LogFormat::kText;
+  PvmMode pvm_mode = PvmMode::kAuto;
+
+  bool operator==(const VmConfig&) const = default;
+};
+
+// Parses a JSON config document (format: docs/config.md). Keys left out keep the VmConfig
+// defaults; unknown keys, duplicate keys, wrong types and out-of-range values are refused with
+// kInvalidArgument and a message naming the field ("config: field \"vcpus\": ..."). Relative
+// paths are returned as written. Context-dependent checks (kernel present and readable, serial
+// file's directory exists) are left to validate_config. Never throws.
+Result<VmConfig> parse_config_json(std::string_view text);
+
+// Reads and parses the config file `path`; relative paths inside it (kernel, serial.path) are
+// resolved against the file's directory. Read failures are kNotFound/kIo; parse errors carry
+// `path` as context. Does not call validate_config, so a file may leave out the kernel.
+Result<VmConfig> load_config_file(const std::filesystem::path& path);
+
+// Checks every field of a complete config, including that the kernel is given and readable
+// (kNotFound when missing). Messages name the field as parse_config_json does.
+Result<void> validate_config(const VmConfig& config);
+
+// The JSON form of `config`, accepted by parse_config_json (which returns an equal VmConfig).
+nlohmann::json config_to_json(const VmConfig& config);
+
+// Parses a size: decimal digits with an optional binary suffix K, M, G, T (also KiB, MiB, GiB,
+// TiB, or B for bytes; case-insensitive), e.g. "256M", "2GiB", "1048576". Junk, an empty string
+// and values above UINT64_MAX are refused with kInvalidArgument.
+Result<uint64_t> parse_size(std::string_view text);
+
+// The shortest exact form parse_size reads back: 256 MiB -> "256M", 4097 -> "4097".
+std::string format_size(uint64_t bytes);
+
+std::string_view to_string(SerialMode mode);
+std::string_view to_string(LogFormat format);
+std::string_view to_string(PvmMode mode);
+
+}  // namespace petrel
