@@ -125,8 +125,9 @@ Result<void> check_name(std::string_view name) {
     valid = valid && allowed;
   }
   if (!valid) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "expected 1 to 64 characters from A-Z a-z 0-9 . _ -, got " + json_quoted(name));
+    return Error(ErrorCode::kInvalidArgument, "expected 1 to " + std::to_string(kMaxNameLength) +
+                                                  " characters from A-Z a-z 0-9 . _ -, got " +
+                                                  json_quoted(name));
   }
   return ok();
 }

@@ -1,5 +1,6 @@
 // petrel: one guest per process. `petrel run ...` builds the VM from flags or a JSON config,
 // runs it to its end and exits with the status docs/config.md describes.
+#include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
@@ -46,6 +47,9 @@ int run_vm(const petrel::VmConfig& config) {
 }  // namespace
 
 int main(int argc, char** argv) {
+  // A console reader that goes away (petrel run ... | head) must not kill the VMM: the
+  // UART sees EPIPE and drops the output instead.
+  ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string_view> args(argv + 1, argv + argc);
   auto command = petrel::parse_command_line(args);
   if (!command) {

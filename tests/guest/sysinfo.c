@@ -5,6 +5,8 @@
  *   mem[<i>] start=0x<hex> size=0x<hex>              (one line per range)
  *   cmdline=<text>
  *   cpuid vendor=<12 chars> leaf1.ecx=<hex> leaf1.edx=<hex>
+ *   cpuid leaf7.ebx=<hex> leaf7.ecx=<hex> leaf7.edx=<hex>
+ *   cpuid ext1.ecx=<hex> ext1.edx=<hex>
  *   memcheck ok
  * memcheck writes a pattern to, and reads it back from, the first and the last 4 KiB page
  * of every memory range, above the image end and skipping reserved pages (boot info,
@@ -45,6 +47,10 @@ static void print_cpuid(void) {
   vendor[12] = '\0';
   kit_cpuid(1, 0, &a, &b, &c, &d);
   kit_printf("cpuid vendor=%s leaf1.ecx=%x leaf1.edx=%x\n", vendor, c, d);
+  kit_cpuid(7, 0, &a, &b, &c, &d);
+  kit_printf("cpuid leaf7.ebx=%x leaf7.ecx=%x leaf7.edx=%x\n", b, c, d);
+  kit_cpuid(0x80000001u, 0, &a, &b, &c, &d);
+  kit_printf("cpuid ext1.ecx=%x ext1.edx=%x\n", c, d);
 }
 
 /* Fills the page at addr with an address-dependent pattern and checks it; true if it held. */
