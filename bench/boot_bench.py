@@ -42,6 +42,7 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 FIRST_BYTE_TIMEOUT_S = 60.0   # emulated-mode / TCG guests are slow but not that slow
+PROBE_TIMEOUT_S = 10.0        # QEMU's firmware prints within milliseconds when it works
 HUGE_ITERATIONS = 10**12      # compute guest: ~15 min natively; we kill it long before
 
 
@@ -318,10 +319,11 @@ def qemu_argv(args, accel, machine, firmware):
             "-m", args.memory, "-bios", firmware]
 
 
-def qemu_run(args, tmpdir, accel, machine, firmware, tag, sample=True):
+def qemu_run(args, tmpdir, accel, machine, firmware, tag, sample=True,
+             timeout_s=FIRST_BYTE_TIMEOUT_S):
     child = Child(qemu_argv(args, accel, machine, firmware), tmpdir, tag)
     try:
-        ns = child.first_byte_ns()
+        ns = child.first_byte_ns(timeout_s)
         if ns is None:
             return None, None, child
         mem = settle_and_sample(child, parse_size(args.memory),
@@ -342,23 +344,24 @@ def qemu_rss_only(args, tmpdir, accel, machine, firmware, tag):
     return mem
 
 
-def choose_qemu(args, tmpdir, firmware):
+def choose_qemu(args, tmpdir, firmware, accels):
     """Find the first accelerator/machine pair whose guest prints. Returns (accel, machine,
     notes, printed)."""
-    accels = ["kvm", "tcg"] if args.qemu_accel == "auto" else [args.qemu_accel]
     machines = ["microvm", "q35"] if args.qemu_machine == "auto" else [args.qemu_machine]
     notes = []
     for accel in accels:
         for machine in machines:
             ns, _, child = qemu_run(args, tmpdir, accel, machine, firmware,
-                                    f"qemu-probe-{accel}-{machine}", sample=False)
+                                    f"qemu-probe-{accel}-{machine}", sample=False,
+                                    timeout_s=PROBE_TIMEOUT_S)
             err = child.stderr_text().strip()
             if ns is not None and child.output[:1] == b"X":
                 for line in err.splitlines():
                     if "terminating on signal" not in line:
                         notes.append(f"qemu -accel {accel} -machine {machine} stderr: {line}")
                 return accel, machine, notes, True
-            notes.append(f"qemu -accel {accel} -machine {machine}: no serial output "
+            notes.append(f"qemu -accel {accel} -machine {machine}: no serial output within "
+                         f"{PROBE_TIMEOUT_S:.0f} s "
                          f"(exit status {child.proc.returncode}); stderr: "
                          f"{err.splitlines()[-1] if err else '(empty)'}")
     return accels[0], machines[0], notes, False
@@ -423,7 +426,10 @@ def print_table(result):
     rows = result["rows"]
     w = 34
     print(f"petrel boot benchmark  {result['date']}  host {result['host']['kernel']}, "
-          f"{result['host']['cpus']} CPUs, {result['host']['cpu_model']}")
+          f"{result['host']['cpus']} CPUs, {result['host']['cpu_model']}"
+          f"{', kvm_pvm' if result['host']['kvm_pvm'] else ''}")
+    print(f"load average (1/5/15 min) at start {result['host']['loadavg_start']}, "
+          f"at end {result['host']['loadavg_end']}")
     print(f"guest RAM {result['memory']}, {result['runs']} runs each (+{result['warmup']} "
           f"warm-up), samples taken {result['settle_ms']} ms after the first serial byte")
     print()
@@ -449,8 +455,13 @@ def print_table(result):
     print("What ran:")
     for row in rows:
         print(f"  {row['label'].strip()}:")
-        print(f"    timing: {' '.join(row['timing_argv']) if row.get('timing_argv') else '-'}")
-        print(f"    memory: {' '.join(row['memory_argv'])}")
+        timing = " ".join(row["timing_argv"]) if row.get("timing_argv") else "-"
+        memory = " ".join(row["memory_argv"])
+        if memory == timing:
+            print(f"    timing and memory: {memory}")
+        else:
+            print(f"    timing: {timing}")
+            print(f"    memory: {memory}")
         if row.get("mode_seen"):
             print(f"    petrel reported: {', '.join(sorted(row['mode_seen']))} mode")
     for note in result["notes"]:
@@ -471,7 +482,21 @@ def host_info():
     except OSError:
         pass
     return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": model,
-            "kvm_pvm": os.path.exists("/sys/module/kvm_pvm")}
+            "kvm_pvm": os.path.exists("/sys/module/kvm_pvm"), "loadavg_start": loadavg()}
+
+
+def binary_stamp(path):
+    st = os.stat(path)
+    return {"size": st.st_size,
+            "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))}
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
 
 
 def main():
@@ -497,13 +522,16 @@ def main():
                     help="petrel --pvm-mode values to run, comma-separated (default "
                          "auto,emulated)")
     ap.add_argument("--qemu", default="/usr/bin/qemu-system-x86_64")
-    ap.add_argument("--qemu-accel", choices=["auto", "kvm", "tcg"], default="auto",
-                    help="auto: kvm, falling back to tcg (default)")
+    ap.add_argument("--qemu-accel", default="auto",
+                    help="auto: kvm, falling back to tcg (default); or a comma-separated "
+                         "list (kvm,tcg) to measure each accelerator as its own row")
     ap.add_argument("--qemu-machine", choices=["auto", "microvm", "q35"], default="auto",
                     help="auto: microvm, falling back to q35 (default)")
     ap.add_argument("--no-qemu", action="store_true", help="measure petrel only")
     ap.add_argument("--json", action="store_true", help="print the figures as JSON instead "
                     "of the table")
+    ap.add_argument("--json-out", metavar="PATH",
+                    help="also write the JSON to PATH (the table still goes to stdout)")
     args = ap.parse_args()
 
     args.petrel = os.path.abspath(args.petrel)
@@ -526,7 +554,16 @@ def main():
         if m not in ("auto", "emulated"):
             ap.error(f"--pvm-modes: unknown mode {m!r}")
     use_qemu = not args.no_qemu and os.path.exists(args.qemu)
+    if args.qemu_accel == "auto":
+        qemu_accel_sets = [["kvm", "tcg"]]
+    else:
+        qemu_accel_sets = [[a.strip()] for a in args.qemu_accel.split(",") if a.strip()]
+        for (a,) in qemu_accel_sets:
+            if a not in ("kvm", "tcg"):
+                ap.error(f"--qemu-accel: unknown accelerator {a!r}")
 
+    host = host_info()
+    petrel_stat_start = binary_stamp(args.petrel)
     notes = []
     if not args.no_qemu and not use_qemu:
         notes.append(f"{args.qemu} not found; QEMU not measured")
@@ -540,20 +577,20 @@ def main():
                          "timing_argv": petrel_argv(args, args.guest, mode),
                          "memory_argv": petrel_argv(args, args.rss_guest, mode,
                                                     f"iterations={HUGE_ITERATIONS}")})
-        qrow = None
-        if use_qemu:
+        qemu_rows = 0
+        for accels in (qemu_accel_sets if use_qemu else []):
             firmware = write_firmware(tmpdir)
-            log("probing QEMU accelerator and machine type ...")
-            accel, machine, qnotes, printed = choose_qemu(args, tmpdir, firmware)
+            log(f"probing QEMU ({'/'.join(accels)}) ...")
+            accel, machine, qnotes, printed = choose_qemu(args, tmpdir, firmware, accels)
             notes.extend(qnotes)
             qargv = qemu_argv(args, accel, machine, firmware)
-            qrow = {"vmm": "qemu", "accel": accel, "machine": machine, "printed": printed,
-                    "times": [], "samples": [], "timing_argv": qargv if printed else None,
-                    "memory_argv": qargv}
+            rows.append({"vmm": "qemu", "accel": accel, "machine": machine,
+                         "printed": printed, "times": [], "samples": [],
+                         "timing_argv": qargv if printed else None, "memory_argv": qargv})
+            qemu_rows += 1
             if not printed:
-                notes.append("no QEMU guest printed: QEMU's memory is sampled 1 s after its "
-                             "start and no boot time is reported")
-            rows.append(qrow)
+                notes.append(f"no QEMU guest printed with {'/'.join(accels)}: QEMU's memory "
+                             "is sampled 1 s after its start and no boot time is reported")
 
         total = args.warmup + args.runs
         for i in range(total):
@@ -603,7 +640,7 @@ def main():
         row["memory"]["guest_ram_mapping_kib"] = mem_stats(samples, "guest_ram_mapping_kib")
         row["memory_samples"] = samples
 
-    if qrow is not None:
+    if qemu_rows:
         notes.append(f"QEMU version: {qemu_version(args.qemu)}")
         notes.append("QEMU's guest is a 10-byte real-mode loop in a generated -bios image; "
                      "it needs no loader, paging or mode switch. petrel's guest is an ELF "
@@ -611,7 +648,7 @@ def main():
 
     result = {
         "date": time.strftime("%Y-%m-%d %H:%M:%S"),
-        "host": host_info(),
+        "host": dict(host, loadavg_end=loadavg()),
         "memory": args.memory,
         "runs": args.runs,
         "warmup": args.warmup,
@@ -622,6 +659,14 @@ def main():
         "rows": rows,
         "notes": notes,
     }
+    result["petrel_binary"] = petrel_stat_start
+    if binary_stamp(args.petrel) != petrel_stat_start:
+        notes.append(f"{args.petrel} changed during the benchmark (rebuilt?); figures mix "
+                     "two builds")
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
     if args.json:
         print(json.dumps(result, indent=2))
     else:

@@ -18,15 +18,21 @@ extern char** environ;
 namespace petrel::test {
 
 ProcessResult run_process(const std::string& program, const std::vector<std::string>& args,
-                          std::chrono::milliseconds timeout) {
+                          const RunOptions& options) {
   std::array<int, 2> out_pipe{};
   std::array<int, 2> err_pipe{};
-  if (::pipe2(out_pipe.data(), O_CLOEXEC) < 0 || ::pipe2(err_pipe.data(), O_CLOEXEC) < 0) {
+  std::array<int, 2> in_pipe{-1, -1};
+  if (::pipe2(out_pipe.data(), O_CLOEXEC) < 0 || ::pipe2(err_pipe.data(), O_CLOEXEC) < 0 ||
+      (!options.input.empty() && ::pipe2(in_pipe.data(), O_CLOEXEC) < 0)) {
     throw std::runtime_error("pipe2 failed");
   }
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
-  posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  if (options.input.empty()) {
+    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
+  } else {
+    posix_spawn_file_actions_adddup2(&actions, in_pipe[0], STDIN_FILENO);
+  }
   posix_spawn_file_actions_adddup2(&actions, out_pipe[1], STDOUT_FILENO);
   posix_spawn_file_actions_adddup2(&actions, err_pipe[1], STDERR_FILENO);
 
@@ -43,6 +49,9 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
   posix_spawn_file_actions_destroy(&actions);
   ::close(out_pipe[1]);
   ::close(err_pipe[1]);
+  if (in_pipe[0] >= 0) {
+    ::close(in_pipe[0]);
+  }
   if (rc != 0) {
     ::close(out_pipe[0]);
     ::close(err_pipe[0]);
@@ -50,7 +59,22 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
   }
 
   ProcessResult result;
-  auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto deadline = std::chrono::steady_clock::now() + options.timeout;
+  bool signalled = false;
+  auto feed_input = [&] {
+    if (in_pipe[1] >= 0 && result.out.find(options.input_after) != std::string::npos) {
+      // Small enough for the pipe buffer: one blocking write.
+      [[maybe_unused]] ssize_t n = ::write(in_pipe[1], options.input.data(), options.input.size());
+      ::close(in_pipe[1]);
+      in_pipe[1] = -1;
+    }
+    if (options.signal != 0 && !signalled &&
+        result.out.find(options.signal_after) != std::string::npos) {
+      ::kill(pid, options.signal);
+      signalled = true;
+    }
+  };
+  feed_input();
   std::array<pollfd, 2> fds{pollfd{out_pipe[0], POLLIN, 0}, pollfd{err_pipe[0], POLLIN, 0}};
   int open_fds = 2;
   std::array<char, 4096> buf{};
@@ -79,6 +103,10 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
       }
       (i == 0 ? result.out : result.err).append(buf.data(), static_cast<size_t>(got));
     }
+    feed_input();
+  }
+  if (in_pipe[1] >= 0) {
+    ::close(in_pipe[1]);
   }
   for (auto& f : fds) {
     if (f.fd >= 0) {

@@ -16,9 +16,19 @@ struct ProcessResult {
   std::string err;  // stderr: petrel's log
 };
 
-// Runs `program args...` with stdin from /dev/null. On timeout the child gets SIGKILL.
+struct RunOptions {
+  std::chrono::milliseconds timeout = std::chrono::seconds(60);  // then SIGKILL
+  // Written to the child's stdin once its stdout contains `input_after` (at once when that is
+  // empty); stdin is then closed. Without input, stdin is /dev/null.
+  std::string input;
+  std::string input_after;
+  // When set: once stdout contains `signal_after`, the child gets `signal`.
+  std::string signal_after;
+  int signal = 0;
+};
+
 ProcessResult run_process(const std::string& program, const std::vector<std::string>& args,
-                          std::chrono::milliseconds timeout = std::chrono::seconds(60));
+                          const RunOptions& options = {});
 
 // Paths handed to the test by meson through the environment.
 std::string petrel_binary();                    // PETREL_BIN

@@ -1,4 +1,5 @@
 // End-to-end boots of the project's test guests through the real `petrel run` binary.
+#include <signal.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
@@ -19,10 +20,10 @@ using petrel::test::run_process;
 namespace {
 
 petrel::test::ProcessResult run_guest(const std::string& guest, std::vector<std::string> extra = {},
-                                      std::chrono::milliseconds timeout = std::chrono::seconds(60)) {
+                                      const petrel::test::RunOptions& options = {}) {
   std::vector<std::string> args{"run", "--kernel", guest_image(guest)};
   args.insert(args.end(), extra.begin(), extra.end());
-  auto r = run_process(petrel_binary(), args, timeout);
+  auto r = run_process(petrel_binary(), args, options);
   INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
   REQUIRE_FALSE(r.timed_out);
   return r;
@@ -81,7 +82,7 @@ TEST_CASE("hello guest runs in forced PVM emulated mode", "[pvm]") {
 TEST_CASE("a 100-million-iteration compute loop finishes at hardware speed", "[boot]") {
   // Natively this takes well under a second; PVM's instruction emulator would need about
   // ten minutes (measured: 1M iterations in ~4 s), far beyond the time limit.
-  auto r = run_guest("compute", {"--cmdline", "iterations=100000000"}, std::chrono::seconds(60));
+  auto r = run_guest("compute", {"--cmdline", "iterations=100000000"});
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("compute iterations=100000000"));
   CHECK_THAT(r.out, Contains("compute result="));
@@ -231,4 +232,15 @@ TEST_CASE("images that are not kernels are refused before the guest starts", "[b
   r = run_process(petrel_binary(), {"run", "--kernel", dir.path + "/missing.elf"});
   CHECK(r.exit_code == 2);
   CHECK_THAT(r.err, Contains("--kernel"));
+}
+
+TEST_CASE("SIGTERM stops a running guest and petrel exits 128+15", "[boot]") {
+  petrel::test::RunOptions options;
+  options.signal_after = "compute iterations=";
+  options.signal = SIGTERM;
+  // About a minute of work natively: it is still running when the signal arrives.
+  auto r = run_guest("compute", {"--cmdline", "iterations=100000000000"}, options);
+  CHECK(r.exit_code == 128 + SIGTERM);
+  CHECK_THAT(r.err, Contains("stopped by signal 15"));
+  CHECK_FALSE(Catch::Contains("compute result=").match(r.out));
 }
