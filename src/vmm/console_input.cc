@@ -5,8 +5,8 @@
 #include <cerrno>
 #include <chrono>
 
-#include <boost/asio/buffer.hpp>
 #include <spdlog/spdlog.h>
+#include <boost/asio/buffer.hpp>
 
 namespace petrel {
 
@@ -51,18 +51,18 @@ ConsoleInput::~ConsoleInput() {
 }
 
 void ConsoleInput::read_more() {
-  stream_.async_read_some(boost::asio::buffer(buf_), [this](boost::system::error_code ec,
-                                                            size_t n) {
-    if (ec) {
-      if (ec != boost::asio::error::operation_aborted) {
-        spdlog::debug("console input closed: {}", ec.message());
-      }
-      return;
-    }
-    pending_begin_ = 0;
-    pending_end_ = n;
-    deliver();
-  });
+  stream_.async_read_some(boost::asio::buffer(buf_),
+                          [this](boost::system::error_code ec, size_t n) {
+                            if (ec) {
+                              if (ec != boost::asio::error::operation_aborted) {
+                                spdlog::debug("console input closed: {}", ec.message());
+                              }
+                              return;
+                            }
+                            pending_begin_ = 0;
+                            pending_end_ = n;
+                            deliver();
+                          });
 }
 
 void ConsoleInput::deliver() {

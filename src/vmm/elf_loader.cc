@@ -15,7 +15,9 @@ namespace petrel {
 
 namespace {
 
-Error bad_elf(std::string msg) { return Error(ErrorCode::kInvalidArgument, std::move(msg)); }
+Error bad_elf(std::string msg) {
+  return Error(ErrorCode::kInvalidArgument, std::move(msg));
+}
 
 template <typename T>
 std::optional<T> read_at(std::span<const std::byte> image, uint64_t offset) {
@@ -27,7 +29,9 @@ std::optional<T> read_at(std::span<const std::byte> image, uint64_t offset) {
   return value;
 }
 
-uint64_t align4(uint64_t v) { return (v + 3) & ~uint64_t{3}; }
+uint64_t align4(uint64_t v) {
+  return (v + 3) & ~uint64_t{3};
+}
 
 // Walks one PT_NOTE segment (gABI "Note Section") looking for the petrel note.
 std::optional<uint32_t> find_petrel_note(std::span<const std::byte> notes) {
@@ -95,9 +99,9 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
     }
     GuestAddress start(phdr->p_paddr);
     if (start < layout::kKernelMin) {
-      return Error(ErrorCode::kOutOfRange,
-                   fmt::format("segment {} at {:#x} is below the 1 MiB kernel minimum", i,
-                               start.value()));
+      return Error(
+          ErrorCode::kOutOfRange,
+          fmt::format("segment {} at {:#x} is below the 1 MiB kernel minimum", i, start.value()));
     }
     auto dest = mem.slice(start, phdr->p_memsz);
     if (!dest) {

@@ -14,9 +14,9 @@
 namespace petrel {
 
 struct LoadedElf {
-  GuestAddress entry;       // e_entry, a 64-bit-mode entry point
-  GuestAddress lowest;      // first byte loaded
-  GuestAddress end;         // one past the highest byte loaded (incl. .bss)
+  GuestAddress entry;   // e_entry, a 64-bit-mode entry point
+  GuestAddress lowest;  // first byte loaded
+  GuestAddress end;     // one past the highest byte loaded (incl. .bss)
   // The PETREL_GUEST_* flags of a "petrel" ELF note (guest_abi.h), when the image has one.
   std::optional<uint32_t> petrel_guest_flags;
 };

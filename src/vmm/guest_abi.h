@@ -22,7 +22,7 @@
 #define PETREL_BOOT_INFO_MAX_RANGES 8u
 
 /* Fixed I/O ports of the machine petrel builds. */
-#define PETREL_PORT_COM1 0x3f8u     /* 16550A UART, IRQ 4 */
+#define PETREL_PORT_COM1 0x3f8u /* 16550A UART, IRQ 4 */
 #define PETREL_PORT_I8042_DATA 0x60u
 #define PETREL_PORT_I8042_CMD 0x64u /* write 0xfe: system reset */
 #define PETREL_PORT_EXIT 0xf4u      /* write a byte: the VM stops, petrel exits with it */

@@ -12,8 +12,8 @@ namespace petrel::layout {
 
 // Boot structures in the first 1 MiB (below the EBDA at 0x9fc00).
 inline constexpr GuestAddress kGdt{0x500};
-inline constexpr GuestAddress kBootInfo{0x6000};   // struct petrel_boot_info
-inline constexpr GuestAddress kPvmVifPage{0x7000}; // PVM native mode VIF page (4 KiB)
+inline constexpr GuestAddress kBootInfo{0x6000};    // struct petrel_boot_info
+inline constexpr GuestAddress kPvmVifPage{0x7000};  // PVM native mode VIF page (4 KiB)
 inline constexpr GuestAddress kBootStackTop{0x8ff0};
 inline constexpr GuestAddress kPml4{0x9000};
 inline constexpr GuestAddress kPdpt{0xa000};

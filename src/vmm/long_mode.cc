@@ -62,8 +62,7 @@ kvm_segment segment_from_gdt(uint64_t entry, uint16_t selector) {
 
 }  // namespace
 
-Result<void> write_long_mode_tables(const GuestMemory& mem, uint64_t map_bytes,
-                                    bool user_pages) {
+Result<void> write_long_mode_tables(const GuestMemory& mem, uint64_t map_bytes, bool user_pages) {
   for (size_t i = 0; i < kGdt.size(); ++i) {
     PETREL_TRY(mem.write_obj(layout::kGdt + i * sizeof(uint64_t), kGdt[i]));
   }

@@ -17,8 +17,8 @@
 namespace {
 
 int run_vm(const petrel::VmConfig& config) {
-  if (auto r = petrel::setup_logging(config.log_level,
-                                     config.log_format == petrel::LogFormat::kJson);
+  if (auto r =
+          petrel::setup_logging(config.log_level, config.log_format == petrel::LogFormat::kJson);
       !r) {
     fmt::print(stderr, "petrel: {}\n", r.error().to_string());
     return petrel::kExitUsage;

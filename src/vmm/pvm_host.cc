@@ -8,7 +8,9 @@ namespace petrel {
 
 namespace {
 
-constexpr uint32_t bit(int n) { return 1u << n; }
+constexpr uint32_t bit(int n) {
+  return 1u << n;
+}
 
 struct CpuidMask {
   uint32_t function;
@@ -24,7 +26,7 @@ constexpr std::array<CpuidMask, 3> kEmulatedHidden = {{
     {0x1, 0, 0,
      bit(1) | bit(9) | bit(12) | bit(19) | bit(20) | bit(22) | bit(23) | bit(25) | bit(26) |
          bit(27) | bit(28) | bit(29) | bit(30),  // PCLMUL SSSE3 FMA SSE4.1/2 MOVBE POPCNT AES
-                                                  // XSAVE OSXSAVE AVX F16C RDRAND
+                                                 // XSAVE OSXSAVE AVX F16C RDRAND
      0},
     {0x7, 0,
      bit(0) | bit(3) | bit(4) | bit(5) | bit(7) | bit(8) | bit(10) | bit(11) | bit(16) | bit(17) |
@@ -35,9 +37,9 @@ constexpr std::array<CpuidMask, 3> kEmulatedHidden = {{
          bit(14) | bit(16) | bit(22),  // AVX512VBMI PKU OSPKE WAITPKG VBMI2 GFNI VAES VPCLMUL
                                        // VNNI BITALG VPOPCNTDQ LA57 RDPID
      bit(2) | bit(3) | bit(8) | bit(14) | bit(22) | bit(24) | bit(25)},  // AVX512 4x, SERIALIZE,
-                                                                          // AMX
-    {0x80000001, 0, 0, bit(5) | bit(6) | bit(11) | bit(16) | bit(21),  // LZCNT SSE4A XOP FMA4 TBM
-     bit(27)},                                                          // RDTSCP
+                                                                         // AMX
+    {0x80000001, 0, 0, bit(5) | bit(6) | bit(11) | bit(16) | bit(21),    // LZCNT SSE4A XOP FMA4 TBM
+     bit(27)},                                                           // RDTSCP
 }};
 
 }  // namespace

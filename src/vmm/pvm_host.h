@@ -25,7 +25,7 @@ enum class ExecMode { kHardware, kPvmEmulated, kPvmNative };
 
 class PvmHost {
  public:
-  static constexpr uint32_t kMsrVifPage = 0x4b564d10;  // write: VIF page GPA | kVifEnable
+  static constexpr uint32_t kMsrVifPage = 0x4b564d10;    // write: VIF page GPA | kVifEnable
   static constexpr uint32_t kMsrSignature = 0x4b564d11;  // reads kSignature on PVM
   static constexpr uint32_t kMsrFeatures = 0x4b564d12;
   static constexpr uint64_t kSignature = 0x4d5650;  // "PVM"
@@ -35,6 +35,8 @@ class PvmHost {
   // (this MSR is not in KVM_GET_MSR_INDEX_LIST and fails to read on other hosts).
   static Result<PvmHost> detect(const KvmSystem& kvm);
   static PvmHost standard() { return PvmHost(false, 0); }
+  // A PVM host without probing (tests, and hosts where the probe VM cannot be created).
+  static PvmHost assume_pvm(uint64_t features) { return PvmHost(true, features); }
 
   bool is_pvm() const { return is_pvm_; }
   uint64_t features() const { return features_; }

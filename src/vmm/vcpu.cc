@@ -24,7 +24,9 @@ std::string hex_bytes(std::span<const uint8_t> bytes) {
 
 }  // namespace
 
-int Vcpu::kick_signal() { return SIGRTMIN; }
+int Vcpu::kick_signal() {
+  return SIGRTMIN;
+}
 
 void Vcpu::install_kick_handler() {
   static std::once_flag once;
@@ -127,7 +129,8 @@ bool Vcpu::handle(const VcpuExit& exit) {
 void Vcpu::handle_io(const IoExit& io) {
   for (uint32_t i = 0; i < io.count; ++i) {
     auto element = io.data.subspan(size_t{i} * io.size, io.size);
-    bool handled = io.is_write ? ctx_.pio->write(io.port, element) : ctx_.pio->read(io.port, element);
+    bool handled =
+        io.is_write ? ctx_.pio->write(io.port, element) : ctx_.pio->read(io.port, element);
     if (!handled) {
       if (!io.is_write) {
         std::fill(element.begin(), element.end(), std::byte{0xff});  // floating ISA bus
@@ -158,9 +161,9 @@ bool Vcpu::handle_internal_error(const InternalErrorExit& exit) {
   std::string what = exit.suberror == KVM_INTERNAL_ERROR_EMULATION
                          ? "instruction emulation failed (an instruction KVM cannot emulate)"
                          : fmt::format("KVM internal error, suberror {}", exit.suberror);
-  ctx_.stop->request({StopKind::kGuestError, 0,
-                      fmt::format("vCPU {}: {} at {}", vcpu_.id(), what,
-                                  describe_rip(exit.insn_bytes))});
+  ctx_.stop->request(
+      {StopKind::kGuestError, 0,
+       fmt::format("vCPU {}: {} at {}", vcpu_.id(), what, describe_rip(exit.insn_bytes))});
   return false;
 }
 
@@ -173,8 +176,7 @@ std::string Vcpu::describe_rip(std::span<const uint8_t> insn_bytes) const {
   if (insn_bytes.empty()) {
     // Without bytes from KVM, read them at RIP through the guest's page tables.
     auto gpa = vcpu_.translate(regs->rip);
-    if (gpa && *gpa &&
-        ctx_.memory->read(**gpa, std::as_writable_bytes(std::span(fetched))).ok()) {
+    if (gpa && *gpa && ctx_.memory->read(**gpa, std::as_writable_bytes(std::span(fetched))).ok()) {
       insn_bytes = fetched;
     }
   }

@@ -3,11 +3,11 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/signal_set.hpp>
-#include <fmt/format.h>
-#include <spdlog/spdlog.h>
 
 #include "devices/exit_device.h"
 #include "devices/i8042.h"
@@ -60,7 +60,9 @@ Result<UniqueFd> open_serial_output(const SerialConfig& serial) {
 Vm::Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory)
     : kvm_(std::move(kvm)), vm_(std::move(vm)), pvm_(pvm), memory_(std::move(memory)) {}
 
-Vm::~Vm() { stop_vcpus(); }
+Vm::~Vm() {
+  stop_vcpus();
+}
 
 Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   PETREL_TRY_ASSIGN(KvmSystem kvm, KvmSystem::open());
@@ -71,9 +73,9 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   PETREL_TRY(require_cap(kvm, KVM_CAP_EXT_CPUID, "KVM_CAP_EXT_CPUID"));
   int max_vcpus = kvm.check_extension(KVM_CAP_MAX_VCPUS);
   if (max_vcpus > 0 && config.vcpus > static_cast<uint32_t>(max_vcpus)) {
-    return Error(ErrorCode::kUnsupported,
-                 fmt::format("{} vCPUs requested; this host's KVM allows {}", config.vcpus,
-                             max_vcpus));
+    return Error(
+        ErrorCode::kUnsupported,
+        fmt::format("{} vCPUs requested; this host's KVM allows {}", config.vcpus, max_vcpus));
   }
   PETREL_TRY_ASSIGN(PvmHost pvm, PvmHost::detect(kvm));
   PETREL_TRY_ASSIGN(KvmVm kvm_vm, kvm.create_vm());
@@ -86,8 +88,7 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
   PETREL_TRY_ASSIGN(GuestMemory memory, GuestMemory::create_anonymous(specs));
   uint32_t slot = 0;
   for (const auto& region : memory.regions()) {
-    PETREL_TRY(kvm_vm.set_memory_region(slot++, region.start(), region.size(),
-                                        region.host_base()));
+    PETREL_TRY(kvm_vm.set_memory_region(slot++, region.start(), region.size(), region.host_base()));
   }
 
   auto machine = std::make_unique<Vm>(std::move(kvm), std::move(kvm_vm), pvm, std::move(memory));
@@ -101,12 +102,13 @@ Result<void> Vm::setup_devices(const VmConfig& config) {
   serial_ = std::make_shared<Serial16550>(std::make_shared<KvmIrqLine>(vm_, kCom1Irq),
                                           std::move(serial_out));
   PETREL_TRY(pio_.insert(serial_, PETREL_PORT_COM1, 8));
-  auto i8042 = std::make_shared<I8042>(
-      [this] { stop_.request({StopKind::kReset, 0, "guest reset through the i8042"}); });
+  auto i8042 = std::make_shared<I8042>([this] {
+    stop_.request({StopKind::kReset, 0, "guest reset through the i8042"});
+  });
   PETREL_TRY(pio_.insert(i8042, PETREL_PORT_I8042_DATA, 5));
   auto exit_dev = std::make_shared<ExitDevice>([this](uint8_t status) {
-    stop_.request({StopKind::kGuestExit, status, fmt::format("guest exited with status {}",
-                                                             status)});
+    stop_.request(
+        {StopKind::kGuestExit, status, fmt::format("guest exited with status {}", status)});
   });
   PETREL_TRY(pio_.insert(exit_dev, PETREL_PORT_EXIT, 4));
   return {};
@@ -119,19 +121,18 @@ Result<void> Vm::load_guest(const VmConfig& config) {
     return std::move(loaded).error().context(
         fmt::format("loading kernel {}", config.kernel.string()));
   }
-  bool native_capable = loaded->petrel_guest_flags &&
-                        (*loaded->petrel_guest_flags & PETREL_GUEST_PVM_NATIVE) != 0;
+  bool native_capable =
+      loaded->petrel_guest_flags && (*loaded->petrel_guest_flags & PETREL_GUEST_PVM_NATIVE) != 0;
   mode_ = pvm_.choose_mode(native_capable, config.pvm_mode == PvmMode::kEmulated);
   bool native = mode_ == ExecMode::kPvmNative;
 
-  PETREL_TRY(write_long_mode_tables(memory_, config.memory_bytes + layout::kFourGiB.value(),
-                                    native));
-  PETREL_TRY(write_boot_info(memory_, BootInfoParams{config.vcpus, native, layout::kPvmVifPage,
-                                                     config.cmdline}));
+  PETREL_TRY(
+      write_long_mode_tables(memory_, config.memory_bytes + layout::kFourGiB.value(), native));
+  PETREL_TRY(write_boot_info(
+      memory_, BootInfoParams{config.vcpus, native, layout::kPvmVifPage, config.cmdline}));
   PETREL_TRY(create_vcpus(config, native_capable));
-  return setup_long_mode_vcpu(vcpus_.front()->kvm(),
-                              LongModeEntry{loaded->entry, layout::kBootInfo,
-                                            layout::kBootStackTop});
+  return setup_long_mode_vcpu(vcpus_.front()->kvm(), LongModeEntry{loaded->entry, layout::kBootInfo,
+                                                                   layout::kBootStackTop});
 }
 
 Result<void> Vm::create_vcpus(const VmConfig& config, bool /*guest_native_capable*/) {
@@ -152,8 +153,8 @@ Result<void> Vm::create_vcpus(const VmConfig& config, bool /*guest_native_capabl
     if (mode_ == ExecMode::kPvmNative && id == 0) {
       PETREL_TRY(pvm_.enable_native(kvm_vcpu, layout::kPvmVifPage));
     }
-    vcpus_.push_back(std::make_unique<Vcpu>(
-        std::move(kvm_vcpu), VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_}));
+    vcpus_.push_back(std::make_unique<Vcpu>(std::move(kvm_vcpu),
+                                            VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_}));
   }
   return {};
 }

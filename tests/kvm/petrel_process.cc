@@ -141,7 +141,7 @@ std::string guest_image(const std::string& name) {
 }
 
 bool host_is_pvm() {
-  struct stat st{};
+  struct stat st {};
   return ::stat("/sys/module/kvm_pvm", &st) == 0;
 }
 

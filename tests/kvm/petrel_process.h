@@ -31,7 +31,7 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
                           const RunOptions& options = {});
 
 // Paths handed to the test by meson through the environment.
-std::string petrel_binary();                    // PETREL_BIN
+std::string petrel_binary();                       // PETREL_BIN
 std::string guest_image(const std::string& name);  // PETREL_GUEST_DIR/<name>.elf
 
 // True on a PVM-flavoured host KVM (the kvm_pvm module is loaded).

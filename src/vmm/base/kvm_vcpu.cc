@@ -122,8 +122,8 @@ Result<std::vector<MsrValue>> KvmVcpu::get_msrs(std::span<const uint32_t> indice
 Result<void> KvmVcpu::set_msrs(std::span<const MsrValue> msrs) const {
   MsrBuffer buf(msrs.size());
   for (size_t i = 0; i < msrs.size(); ++i) {
-    buf.msrs()->entries[i] = kvm_msr_entry{.index = msrs[i].index, .reserved = 0,
-                                           .data = msrs[i].value};
+    buf.msrs()->entries[i] =
+        kvm_msr_entry{.index = msrs[i].index, .reserved = 0, .data = msrs[i].value};
   }
   int n = ::ioctl(fd_.get(), KVM_SET_MSRS, buf.msrs());
   if (n < 0) {

@@ -88,8 +88,8 @@ Result<KvmVcpu> KvmVm::create_vcpu(uint32_t id) const {
     return Error::from_errno(fmt::format("KVM_CREATE_VCPU {}", id), errno);
   }
   UniqueFd vcpu_fd(fd);
-  PETREL_TRY_ASSIGN(auto run, MmapRegion::map_fd(fd, vcpu_run_size_, PROT_READ | PROT_WRITE,
-                                                 MAP_SHARED));
+  PETREL_TRY_ASSIGN(auto run,
+                    MmapRegion::map_fd(fd, vcpu_run_size_, PROT_READ | PROT_WRITE, MAP_SHARED));
   return KvmVcpu(id, std::move(vcpu_fd), std::move(run));
 }
 

@@ -51,8 +51,7 @@ class JsonFormatter final : public spdlog::formatter {
     auto us = std::chrono::time_point_cast<std::chrono::microseconds>(msg.time);
     auto secs = std::chrono::time_point_cast<std::chrono::seconds>(us);
     fmt::format_to(std::back_inserter(dest), "{{\"ts\":\"{:%Y-%m-%dT%H:%M:%S}.{:06d}Z\",\"level\":",
-                   fmt::gmtime(std::chrono::system_clock::to_time_t(secs)),
-                   (us - secs).count());
+                   fmt::gmtime(std::chrono::system_clock::to_time_t(secs)), (us - secs).count());
     auto level = spdlog::level::to_string_view(msg.level);
     append_json_string(std::string_view(level.data(), level.size()), dest);
     dest.append(std::string_view(",\"thread\":"));
@@ -73,8 +72,8 @@ Result<void> setup_logging(std::string_view level, bool json) {
   if (lvl == spdlog::level::off && level != "off") {
     return Error(ErrorCode::kInvalidArgument, fmt::format("unknown log level '{}'", level));
   }
-  auto logger = std::make_shared<spdlog::logger>(
-      "petrel", std::make_shared<spdlog::sinks::stderr_sink_mt>());
+  auto logger =
+      std::make_shared<spdlog::logger>("petrel", std::make_shared<spdlog::sinks::stderr_sink_mt>());
   if (json) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
   } else {

@@ -17,7 +17,7 @@ Result<std::vector<std::byte>> read_file(const std::filesystem::path& path, uint
   if (!fd.valid()) {
     return Error::from_errno(path.string(), errno);
   }
-  struct stat st{};
+  struct stat st {};
   if (::fstat(fd.get(), &st) < 0) {
     return Error::from_errno(path.string(), errno);
   }
@@ -37,8 +37,8 @@ Result<std::vector<std::byte>> read_file(const std::filesystem::path& path, uint
       continue;
     }
     if (n <= 0) {
-      return n == 0 ? Error(ErrorCode::kIo, fmt::format("{}: file shrank while reading",
-                                                        path.string()))
+      return n == 0 ? Error(ErrorCode::kIo,
+                            fmt::format("{}: file shrank while reading", path.string()))
                     : Error::from_errno(path.string(), errno);
     }
     done += static_cast<size_t>(n);

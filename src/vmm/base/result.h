@@ -15,7 +15,7 @@ class [[nodiscard]] Result {
  public:
   using value_type = T;
 
-  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}  // NOLINT: implicit
+  Result(T value) : v_(std::in_place_index<0>, std::move(value)) {}      // NOLINT: implicit
   Result(Error error) : v_(std::in_place_index<1>, std::move(error)) {}  // NOLINT: implicit
 
   bool ok() const { return v_.index() == 0; }
@@ -69,7 +69,9 @@ class [[nodiscard]] Result<void> {
   bool has_error_ = false;
 };
 
-inline Result<void> ok() { return {}; }
+inline Result<void> ok() {
+  return {};
+}
 
 }  // namespace petrel
 
@@ -77,16 +79,16 @@ inline Result<void> ok() { return {}; }
 #define PETREL_CONCAT(a, b) PETREL_CONCAT_INNER(a, b)
 
 // Returns the error of `expr` (a Result) from the enclosing function.
-#define PETREL_TRY(expr)                     \
-  do {                                       \
-    auto petrel_try_result_ = (expr);        \
-    if (!petrel_try_result_.ok()) {          \
+#define PETREL_TRY(expr)                            \
+  do {                                              \
+    auto petrel_try_result_ = (expr);               \
+    if (!petrel_try_result_.ok()) {                 \
       return std::move(petrel_try_result_).error(); \
-    }                                        \
+    }                                               \
   } while (false)
 
 // Declares/assigns `lhs` from the value of `expr`, or returns its error.
-#define PETREL_TRY_ASSIGN(lhs, expr)                                 \
+#define PETREL_TRY_ASSIGN(lhs, expr)                                \
   auto PETREL_CONCAT(petrel_try_, __LINE__) = (expr);               \
   if (!PETREL_CONCAT(petrel_try_, __LINE__).ok()) {                 \
     return std::move(PETREL_CONCAT(petrel_try_, __LINE__)).error(); \

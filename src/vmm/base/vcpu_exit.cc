@@ -12,8 +12,8 @@ VcpuExit decode_exit(kvm_run* run, size_t run_size) {
         return UnknownExit{run->exit_reason};
       }
       auto* base = reinterpret_cast<std::byte*>(run) + run->io.data_offset;
-      return IoExit{run->io.port, run->io.size, run->io.count,
-                    run->io.direction == KVM_EXIT_IO_OUT, std::span<std::byte>(base, len)};
+      return IoExit{run->io.port, run->io.size, run->io.count, run->io.direction == KVM_EXIT_IO_OUT,
+                    std::span<std::byte>(base, len)};
     }
     case KVM_EXIT_MMIO: {
       uint32_t len = run->mmio.len > sizeof(run->mmio.data) ? 8 : run->mmio.len;
@@ -47,26 +47,46 @@ VcpuExit decode_exit(kvm_run* run, size_t run_size) {
 
 std::string exit_reason_name(uint32_t reason) {
   switch (reason) {
-    case KVM_EXIT_UNKNOWN: return "unknown";
-    case KVM_EXIT_EXCEPTION: return "exception";
-    case KVM_EXIT_IO: return "io";
-    case KVM_EXIT_HYPERCALL: return "hypercall";
-    case KVM_EXIT_DEBUG: return "debug";
-    case KVM_EXIT_HLT: return "hlt";
-    case KVM_EXIT_MMIO: return "mmio";
-    case KVM_EXIT_IRQ_WINDOW_OPEN: return "irq_window_open";
-    case KVM_EXIT_SHUTDOWN: return "shutdown";
-    case KVM_EXIT_FAIL_ENTRY: return "fail_entry";
-    case KVM_EXIT_INTR: return "intr";
-    case KVM_EXIT_SET_TPR: return "set_tpr";
-    case KVM_EXIT_TPR_ACCESS: return "tpr_access";
-    case KVM_EXIT_NMI: return "nmi";
-    case KVM_EXIT_INTERNAL_ERROR: return "internal_error";
-    case KVM_EXIT_SYSTEM_EVENT: return "system_event";
-    case KVM_EXIT_IOAPIC_EOI: return "ioapic_eoi";
-    case KVM_EXIT_X86_RDMSR: return "x86_rdmsr";
-    case KVM_EXIT_X86_WRMSR: return "x86_wrmsr";
-    default: return fmt::format("exit_{}", reason);
+    case KVM_EXIT_UNKNOWN:
+      return "unknown";
+    case KVM_EXIT_EXCEPTION:
+      return "exception";
+    case KVM_EXIT_IO:
+      return "io";
+    case KVM_EXIT_HYPERCALL:
+      return "hypercall";
+    case KVM_EXIT_DEBUG:
+      return "debug";
+    case KVM_EXIT_HLT:
+      return "hlt";
+    case KVM_EXIT_MMIO:
+      return "mmio";
+    case KVM_EXIT_IRQ_WINDOW_OPEN:
+      return "irq_window_open";
+    case KVM_EXIT_SHUTDOWN:
+      return "shutdown";
+    case KVM_EXIT_FAIL_ENTRY:
+      return "fail_entry";
+    case KVM_EXIT_INTR:
+      return "intr";
+    case KVM_EXIT_SET_TPR:
+      return "set_tpr";
+    case KVM_EXIT_TPR_ACCESS:
+      return "tpr_access";
+    case KVM_EXIT_NMI:
+      return "nmi";
+    case KVM_EXIT_INTERNAL_ERROR:
+      return "internal_error";
+    case KVM_EXIT_SYSTEM_EVENT:
+      return "system_event";
+    case KVM_EXIT_IOAPIC_EOI:
+      return "ioapic_eoi";
+    case KVM_EXIT_X86_RDMSR:
+      return "x86_rdmsr";
+    case KVM_EXIT_X86_WRMSR:
+      return "x86_wrmsr";
+    default:
+      return fmt::format("exit_{}", reason);
   }
 }
 

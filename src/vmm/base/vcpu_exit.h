@@ -14,8 +14,8 @@ namespace petrel {
 
 struct IoExit {
   uint16_t port;
-  uint8_t size;   // bytes per access: 1, 2 or 4
-  uint32_t count; // > 1 for rep ins/outs
+  uint8_t size;    // bytes per access: 1, 2 or 4
+  uint32_t count;  // > 1 for rep ins/outs
   bool is_write;
   std::span<std::byte> data;  // size * count bytes
 };

@@ -27,7 +27,6 @@ static volatile uint8_t* vif;               /* VIF page in PVM native mode, else
 #define PAGE_SIZE 4096u
 #define COM1_THR 0u /* transmit holding (DLAB 0), divisor low (DLAB 1) */
 #define COM1_IER 1u /* interrupt enable (DLAB 0), divisor high (DLAB 1) */
-#define COM1_FCR 2u
 #define COM1_LCR 3u
 #define COM1_MCR 4u
 #define COM1_LSR 5u
@@ -224,7 +223,9 @@ void serial_init(void) {
   outb(PETREL_PORT_COM1 + COM1_THR, 0x01); /* divisor 1: 115200 baud */
   outb(PETREL_PORT_COM1 + COM1_IER, 0x00);
   outb(PETREL_PORT_COM1 + COM1_LCR, 0x03); /* 8N1, DLAB off */
-  outb(PETREL_PORT_COM1 + COM1_FCR, 0x07); /* FIFO on and cleared */
+  /* FCR is not written: enabling or clearing the FIFOs empties the receiver, which would
+   * drop input the host queued before the guest got here (petrel feeds its stdin to COM1
+   * from the start). The UART stays in 16450 mode, as after reset. */
   outb(PETREL_PORT_COM1 + COM1_MCR, 0x03); /* DTR RTS, OUT2 off: no IRQ */
 }
 

@@ -128,6 +128,7 @@ uint64_t kit_image_end(void);
 void* kit_alloc(size_t size, size_t align);
 
 /* ---- Serial (COM1, polled, 8N1, no interrupts) and output ---- */
+/* Called by start-up. Keeps bytes already received: the FIFOs are left as they are. */
 void serial_init(void);
 void serial_putc(char c); /* "\n" is sent as is, no "\r" */
 void serial_write(const char* s);
