@@ -55,6 +55,8 @@ Result<void> apply_serial(std::string_view value, VmConfig& config) {
   PETREL_TRY_ASSIGN(SerialConfig serial, parse_serial_spec(value));
   if (serial.mode == SerialMode::kFile) {
     PETREL_TRY(check_serial_file(serial.path));
+  } else if (serial.mode == SerialMode::kSocket) {
+    PETREL_TRY(check_serial_socket(serial.path));
   }
   config.serial = std::move(serial);
   return ok();
@@ -93,7 +95,8 @@ constexpr std::array<FlagSpec, 11> kRunFlags{{
     {"--memory", "SIZE", "Guest RAM: 16M to 1T, a multiple of 4K (default 256M)", "--memory 1G",
      apply_memory},
     {"--vcpus", "N", "Number of vCPUs: 1 to 254 (default 1)", "--vcpus 4", apply_vcpus},
-    {"--serial", "DEST", "Where COM1 output goes: stdio, none or file:PATH (default stdio)",
+    {"--serial", "DEST",
+     "COM1: stdio, none, file:PATH or socket:PATH (a Unix socket; default stdio)",
      "--serial file:/tmp/console.log", apply_serial},
     {"--name", "NAME", "VM name used in logs: 1-64 of A-Z a-z 0-9 . _ - (default petrel)",
      "--name web-1", apply_name},
@@ -279,6 +282,10 @@ std::string usage_text() {
       "Flags on the command line override the same settings from --config, in any order.\n"
       "Relative paths inside a config file resolve against the file's directory.\n"
       "SIZE is digits with an optional K, M, G or T suffix (powers of 1024), e.g. 512M.\n"
+      "--serial socket:PATH listens on a Unix socket (mode 0600) at PATH: one client at a time\n"
+      "gets the guest console, both ways; a second client is disconnected at once; petrel's\n"
+      "stdin is not read. Output before the first client waits for it (up to 64K); later,\n"
+      "output while no client is connected is discarded. PATH is removed when petrel exits.\n"
       "\n"
       "Exit status of petrel run:\n"
       "  0      the guest powered off or reset\n"

@@ -21,10 +21,11 @@ struct NamedValue {
   T value;
 };
 
-constexpr std::array<NamedValue<SerialMode>, 3> kSerialModes{{
+constexpr std::array<NamedValue<SerialMode>, 4> kSerialModes{{
     {"stdio", SerialMode::kStdio},
     {"file", SerialMode::kFile},
     {"none", SerialMode::kNone},
+    {"socket", SerialMode::kSocket},
 }};
 constexpr std::array<NamedValue<LogFormat>, 2> kLogFormats{{
     {"text", LogFormat::kText},
@@ -84,6 +85,22 @@ Error path_error(const std::filesystem::path& path, int err) {
   ErrorCode code =
       (err == ENOENT || err == ENOTDIR) ? ErrorCode::kNotFound : ErrorCode::kInvalidArgument;
   return Error(code, path.string() + ": " + std::strerror(err), err);
+}
+
+// `path`'s directory exists (the current directory when `path` has none).
+Result<void> check_parent_directory(const std::filesystem::path& path) {
+  std::filesystem::path dir = path.parent_path();
+  if (dir.empty()) {
+    return ok();  // the current directory
+  }
+  struct stat st {};
+  if (::stat(dir.c_str(), &st) != 0) {
+    return path_error(dir, errno);
+  }
+  if (!S_ISDIR(st.st_mode)) {
+    return path_error(dir, ENOTDIR);
+  }
+  return ok();
 }
 
 size_t edit_distance(std::string_view a, std::string_view b) {
@@ -200,17 +217,39 @@ Result<void> check_serial_file(const std::filesystem::path& path) {
     }
     return ok();
   }
-  std::filesystem::path dir = path.parent_path();
-  if (dir.empty()) {
-    return ok();  // the current directory
+  return check_parent_directory(path);
+}
+
+Result<void> check_socket_path_syntax(const std::filesystem::path& path) {
+  const std::string& text = path.native();
+  if (text.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "the socket path must not be empty");
   }
-  if (::stat(dir.c_str(), &st) != 0) {
-    return path_error(dir, errno);
+  if (text.find('\0') != std::string::npos) {
+    return Error(ErrorCode::kInvalidArgument, "the socket path must not contain a NUL byte");
   }
-  if (!S_ISDIR(st.st_mode)) {
-    return path_error(dir, ENOTDIR);
+  if (text.size() > kMaxSocketPathLength) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "the socket path is " + std::to_string(text.size()) +
+                     " bytes, longer than the " + std::to_string(kMaxSocketPathLength) +
+                     " a Unix socket address holds");
   }
   return ok();
+}
+
+Result<void> check_serial_socket(const std::filesystem::path& path) {
+  PETREL_TRY(check_socket_path_syntax(path));
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) == 0) {
+    if (!S_ISSOCK(st.st_mode)) {
+      return Error(ErrorCode::kInvalidArgument, path.string() + ": exists and is not a socket");
+    }
+    return ok();
+  }
+  if (errno != ENOENT) {
+    return path_error(path, errno);
+  }
+  return check_parent_directory(path);
 }
 
 std::string vcpus_expectation() {
@@ -245,6 +284,7 @@ Result<PvmMode> parse_pvm_mode(std::string_view text) {
 
 Result<SerialConfig> parse_serial_spec(std::string_view text) {
   constexpr std::string_view kFilePrefix = "file:";
+  constexpr std::string_view kSocketPrefix = "socket:";
   if (text == "stdio") {
     return SerialConfig{SerialMode::kStdio, {}};
   }
@@ -261,8 +301,17 @@ Result<SerialConfig> parse_serial_spec(std::string_view text) {
     }
     return SerialConfig{SerialMode::kFile, std::filesystem::path(path)};
   }
+  if (text.starts_with(kSocketPrefix)) {
+    std::filesystem::path path(text.substr(kSocketPrefix.size()));
+    if (path.empty()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "socket: needs a path, e.g. socket:/tmp/console.sock");
+    }
+    PETREL_TRY(check_socket_path_syntax(path));
+    return SerialConfig{SerialMode::kSocket, std::move(path)};
+  }
   return Error(ErrorCode::kInvalidArgument,
-               "expected stdio, none or file:PATH, got " + json_quoted(text));
+               "expected stdio, none, file:PATH or socket:PATH, got " + json_quoted(text));
 }
 
 std::string describe(const nlohmann::json& value) {

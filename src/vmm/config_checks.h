@@ -23,6 +23,12 @@ Result<void> check_memory(uint64_t bytes);
 Result<void> check_log_level(std::string_view level);
 // A path a serial log can be created at: not a directory, and its directory exists.
 Result<void> check_serial_file(const std::filesystem::path& path);
+// Syntax of a serial socket path: not empty, no NUL, at most kMaxSocketPathLength bytes.
+Result<void> check_socket_path_syntax(const std::filesystem::path& path);
+// A path the serial socket can listen at: check_socket_path_syntax, its directory exists, and
+// nothing but a (stale) socket is there. A socket already at the path is accepted here; petrel
+// removes it at start unless a process is listening on it.
+Result<void> check_serial_socket(const std::filesystem::path& path);
 
 // "expected an integer from 1 to 254"
 std::string vcpus_expectation();
@@ -30,8 +36,9 @@ Result<uint32_t> parse_vcpus(std::string_view text);
 Result<SerialMode> parse_serial_mode(std::string_view text);
 Result<LogFormat> parse_log_format(std::string_view text);
 Result<PvmMode> parse_pvm_mode(std::string_view text);
-// The shorthand "stdio", "none" or "file:PATH" (the --serial flag and the JSON string form).
-// Syntax only: a file path is not checked against the file system (check_serial_file).
+// The shorthand "stdio", "none", "file:PATH" or "socket:PATH" (the --serial flag and the JSON
+// string form). Syntax only (check_socket_path_syntax for a socket): a path is not checked
+// against the file system (check_serial_file, check_serial_socket).
 Result<SerialConfig> parse_serial_spec(std::string_view text);
 
 // A JSON value rendered for "got ..." in messages: compact, ASCII, cut after ~40 characters.

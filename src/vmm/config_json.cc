@@ -107,6 +107,11 @@ Result<void> set_vcpus(const json& value, VmConfig& config) {
   return ok();
 }
 
+// Whether serial.mode `mode` takes a serial.path.
+bool serial_mode_has_path(SerialMode mode) {
+  return mode == SerialMode::kFile || mode == SerialMode::kSocket;
+}
+
 Result<void> set_serial(const json& value, VmConfig& config) {
   if (value.is_string()) {
     auto parsed = parse_serial_spec(value.get_ref<const std::string&>());
@@ -117,14 +122,16 @@ Result<void> set_serial(const json& value, VmConfig& config) {
     return ok();
   }
   if (!value.is_object()) {
-    return field_error("serial", "expected \"stdio\", \"none\", \"file:PATH\" or an object, got " +
-                                     describe(value));
+    return field_error("serial",
+                       "expected \"stdio\", \"none\", \"file:PATH\", \"socket:PATH\" or an "
+                       "object, got " +
+                           describe(value));
   }
   constexpr std::array<std::string_view, 2> kKeys{"mode", "path"};
   PETREL_TRY(reject_unknown(value, "serial", kKeys));
   auto mode_it = value.find("mode");
   if (mode_it == value.end()) {
-    return field_error("serial.mode", "required: one of stdio, file, none");
+    return field_error("serial.mode", "required: one of stdio, file, none, socket");
   }
   PETREL_TRY_ASSIGN(std::string mode_name, get_string(*mode_it, "serial.mode"));
   auto mode = parse_serial_mode(mode_name);
@@ -133,13 +140,16 @@ Result<void> set_serial(const json& value, VmConfig& config) {
   }
   SerialConfig serial{*mode, {}};
   auto path_it = value.find("path");
-  if (serial.mode == SerialMode::kFile) {
+  if (serial_mode_has_path(serial.mode)) {
     if (path_it == value.end()) {
-      return field_error("serial.path", "required when serial.mode is \"file\"");
+      return field_error("serial.path", "required when serial.mode is \"" + mode_name + "\"");
     }
     PETREL_TRY_ASSIGN(serial.path, get_path(*path_it, "serial.path"));
+    if (serial.mode == SerialMode::kSocket) {
+      PETREL_TRY(in_field("serial.path", check_socket_path_syntax(serial.path)));
+    }
   } else if (path_it != value.end()) {
-    return field_error("serial.path", "only allowed when serial.mode is \"file\"");
+    return field_error("serial.path", "only allowed when serial.mode is \"file\" or \"socket\"");
   }
   config.serial = std::move(serial);
   return ok();
@@ -343,7 +353,7 @@ Result<VmConfig> load_config_file(const std::filesystem::path& path) {
   if (config.kernel.is_relative() && !config.kernel.empty()) {
     config.kernel = dir / config.kernel;
   }
-  if (config.serial.mode == SerialMode::kFile && config.serial.path.is_relative()) {
+  if (serial_mode_has_path(config.serial.mode) && config.serial.path.is_relative()) {
     config.serial.path = dir / config.serial.path;
   }
   return config;

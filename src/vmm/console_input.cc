@@ -1,5 +1,6 @@
 #include "vmm/console_input.h"
 
+#include <fcntl.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -10,16 +11,18 @@
 
 namespace petrel {
 
-ConsoleInput::ConsoleInput(boost::asio::io_context& io, std::shared_ptr<Serial16550> serial)
-    : stream_(io), retry_(io), serial_(std::move(serial)) {}
+ConsoleInput::ConsoleInput(boost::asio::io_context& io, std::shared_ptr<Serial16550> serial,
+                           ClosedCallback on_closed)
+    : stream_(io), retry_(io), serial_(std::move(serial)), on_closed_(std::move(on_closed)) {}
 
 Result<std::unique_ptr<ConsoleInput>> ConsoleInput::create(boost::asio::io_context& io, int fd,
-                                                           std::shared_ptr<Serial16550> serial) {
-  int dup_fd = ::dup(fd);
+                                                           std::shared_ptr<Serial16550> serial,
+                                                           ClosedCallback on_closed) {
+  int dup_fd = ::fcntl(fd, F_DUPFD_CLOEXEC, 0);
   if (dup_fd < 0) {
     return Error::from_errno("dup console input", errno);
   }
-  auto input = std::make_unique<ConsoleInput>(io, std::move(serial));
+  auto input = std::make_unique<ConsoleInput>(io, std::move(serial), std::move(on_closed));
   boost::system::error_code ec;
   input->stream_.assign(dup_fd, ec);
   if (!ec) {
@@ -51,18 +54,27 @@ ConsoleInput::~ConsoleInput() {
 }
 
 void ConsoleInput::read_more() {
-  stream_.async_read_some(boost::asio::buffer(buf_),
-                          [this](boost::system::error_code ec, size_t n) {
-                            if (ec) {
-                              if (ec != boost::asio::error::operation_aborted) {
-                                spdlog::debug("console input closed: {}", ec.message());
-                              }
-                              return;
-                            }
-                            pending_begin_ = 0;
-                            pending_end_ = n;
-                            deliver();
-                          });
+  stream_.async_read_some(
+      boost::asio::buffer(buf_),
+      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec, size_t n) {
+        if (alive.expired()) {
+          return;
+        }
+        if (ec) {
+          if (ec != boost::asio::error::operation_aborted) {
+            spdlog::debug("console input closed: {}", ec.message());
+            if (on_closed_) {
+              // Moved out first: the callback may destroy this ConsoleInput.
+              ClosedCallback on_closed = std::move(on_closed_);
+              on_closed();
+            }
+          }
+          return;
+        }
+        pending_begin_ = 0;
+        pending_end_ = n;
+        deliver();
+      });
 }
 
 void ConsoleInput::deliver() {
@@ -74,8 +86,8 @@ void ConsoleInput::deliver() {
   }
   // The guest has not drained its receive FIFO yet: look again shortly.
   retry_.expires_after(std::chrono::milliseconds(10));
-  retry_.async_wait([this](boost::system::error_code ec) {
-    if (!ec) {
+  retry_.async_wait([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+    if (!ec && !alive.expired()) {
       deliver();
     }
   });

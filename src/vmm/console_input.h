@@ -3,12 +3,16 @@
 // so nothing typed is lost. While stdin is a terminal it is put in raw mode (signals such
 // as Ctrl-C still reach petrel) and restored when the ConsoleInput goes away.
 //
-// Thread affinity: created, used and destroyed on the VMM event-loop thread's io_context.
+// Thread affinity: used and destroyed on the VMM event-loop thread (the thread running
+// `io`); it may be created on the owning thread before that loop starts running. It may be
+// destroyed at any point on that thread, even with reads and timers pending: completion
+// handlers already queued then find it gone and do nothing.
 #pragma once
 
 #include <termios.h>
 
 #include <array>
+#include <functional>
 #include <memory>
 #include <optional>
 
@@ -23,12 +27,19 @@ namespace petrel {
 
 class ConsoleInput {
  public:
+  // Called on the loop thread once `fd` reaches end of file or fails to read, never after
+  // the ConsoleInput is destroyed. It is the last thing the ConsoleInput does, so the callback
+  // may destroy it.
+  using ClosedCallback = std::function<void()>;
+
   // `fd` is duplicated; an fd the event loop cannot poll (a regular file, /dev/null) gives an
-  // error, and the caller runs without console input.
+  // error, and the caller runs without console input. `on_closed` may be empty.
   static Result<std::unique_ptr<ConsoleInput>> create(boost::asio::io_context& io, int fd,
-                                                      std::shared_ptr<Serial16550> serial);
+                                                      std::shared_ptr<Serial16550> serial,
+                                                      ClosedCallback on_closed = {});
   // Use create(); public only for std::make_unique.
-  ConsoleInput(boost::asio::io_context& io, std::shared_ptr<Serial16550> serial);
+  ConsoleInput(boost::asio::io_context& io, std::shared_ptr<Serial16550> serial,
+               ClosedCallback on_closed);
   ~ConsoleInput();
   ConsoleInput(const ConsoleInput&) = delete;
   ConsoleInput& operator=(const ConsoleInput&) = delete;
@@ -40,6 +51,9 @@ class ConsoleInput {
   boost::asio::posix::stream_descriptor stream_;
   boost::asio::steady_timer retry_;
   std::shared_ptr<Serial16550> serial_;
+  ClosedCallback on_closed_;
+  // Handlers hold a weak_ptr to this: expired means the ConsoleInput is gone.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   std::array<std::byte, 256> buf_{};
   size_t pending_begin_ = 0;
   size_t pending_end_ = 0;

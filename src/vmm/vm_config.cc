@@ -100,8 +100,10 @@ Result<void> validate_config(const VmConfig& config) {
   }
   if (config.serial.mode == SerialMode::kFile) {
     PETREL_TRY(in_field("serial.path", check_serial_file(config.serial.path)));
+  } else if (config.serial.mode == SerialMode::kSocket) {
+    PETREL_TRY(in_field("serial.path", check_serial_socket(config.serial.path)));
   } else if (!config.serial.path.empty()) {
-    return field_error("serial.path", "only allowed when serial.mode is \"file\"");
+    return field_error("serial.path", "only allowed when serial.mode is \"file\" or \"socket\"");
   }
   PETREL_TRY(in_field("log.level", check_log_level(config.log_level)));
   return ok();
@@ -109,7 +111,7 @@ Result<void> validate_config(const VmConfig& config) {
 
 nlohmann::json config_to_json(const VmConfig& config) {
   nlohmann::json serial = {{"mode", to_string(config.serial.mode)}};
-  if (config.serial.mode == SerialMode::kFile) {
+  if (config.serial.mode == SerialMode::kFile || config.serial.mode == SerialMode::kSocket) {
     serial["path"] = config.serial.path.string();
   }
   nlohmann::json out = {

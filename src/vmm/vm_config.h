@@ -12,12 +12,17 @@
 
 namespace petrel {
 
-// Output destination of COM1.
-enum class SerialMode { kStdio, kFile, kNone };
+// Where COM1 is connected. kStdio: output to stdout, input from stdin. kFile: output to a file.
+// kNone: output discarded. kSocket: a Unix stream socket petrel listens on; one client at a time
+// gets the output and feeds the input (docs/config.md, "serial").
+enum class SerialMode { kStdio, kFile, kNone, kSocket };
+
+// The longest path a Unix socket address holds (sun_path is 108 bytes with its NUL).
+inline constexpr size_t kMaxSocketPathLength = 107;
 
 struct SerialConfig {
   SerialMode mode = SerialMode::kStdio;
-  std::filesystem::path path;  // set only when mode == kFile
+  std::filesystem::path path;  // set only when mode is kFile or kSocket
 
   bool operator==(const SerialConfig&) const = default;
 };
@@ -53,7 +58,7 @@ struct VmConfig {
 // defaults; unknown keys, duplicate keys, wrong types and out-of-range values are refused with
 // kInvalidArgument and a message naming the field ("config: field \"vcpus\": ..."). Relative
 // paths are returned as written. Context-dependent checks (kernel present and readable, serial
-// file's directory exists) are left to validate_config. Never throws.
+// file's or socket's directory exists) are left to validate_config. Never throws.
 Result<VmConfig> parse_config_json(std::string_view text);
 
 // Reads and parses the config file `path`; relative paths inside it (kernel, serial.path) are

@@ -244,3 +244,31 @@ TEST_CASE("SIGTERM stops a running guest and petrel exits 128+15", "[boot]") {
   CHECK_THAT(r.err, Contains("stopped by signal 15"));
   CHECK_FALSE(Catch::Contains("compute result=").match(r.out));
 }
+
+TEST_CASE("console input from stdin reaches the guest's UART", "[boot]") {
+  petrel::test::RunOptions options;
+  options.input = "hello q";
+  options.input_after = "echo ready";
+  auto r = run_guest("echo", {}, options);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out == "echo ready\nHELLO Q\necho done bytes=7\n");
+}
+
+TEST_CASE("UART receive interrupts reach the guest on IRQ 4", "[boot]") {
+  petrel::test::RunOptions options;
+  options.input = "hello q";
+  options.input_after = "serial_irq ready";
+  auto r = run_guest("serial_irq", {}, options);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("serial_irq done bytes=7 irqs="));
+  CHECK_FALSE(Catch::Contains("irqs=0").match(r.out));
+}
+
+TEST_CASE("UART receive interrupts work in PVM emulated mode", "[pvm]") {
+  petrel::test::RunOptions options;
+  options.input = "hello q";
+  options.input_after = "serial_irq ready";
+  auto r = run_guest("serial_irq", {"--pvm-mode", "emulated"}, options);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("serial_irq done bytes=7 irqs="));
+}

@@ -1,0 +1,278 @@
+#include "vmm/serial_socket.h"
+
+#include <fcntl.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
+#include <unistd.h>
+
+#include <array>
+#include <cerrno>
+#include <chrono>
+#include <cstring>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/write.hpp>
+
+#include "vmm/vm_config.h"
+
+namespace petrel {
+namespace {
+
+using boost::asio::local::stream_protocol;
+
+static_assert(sizeof(sockaddr_un::sun_path) == kMaxSocketPathLength + 1);
+
+constexpr int kListenBacklog = 4;
+constexpr auto kAcceptRetryDelay = std::chrono::milliseconds(100);
+
+Error socket_error(const std::filesystem::path& path, std::string_view what, int err) {
+  return Error::from_errno(fmt::format("console socket {}: {}", path.string(), what), err);
+}
+
+Result<sockaddr_un> socket_address(const std::filesystem::path& path) {
+  const std::string& text = path.native();
+  if (text.empty() || text.size() > kMaxSocketPathLength) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("console socket {}: the path must be 1 to {} bytes", text,
+                             kMaxSocketPathLength));
+  }
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  std::memcpy(addr.sun_path, text.data(), text.size());
+  return addr;
+}
+
+int connect_to(int fd, const sockaddr_un& addr) {
+  return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+}
+
+// Clears `path` for bind(): nothing there, or a socket nobody listens on (removed). Anything
+// else, or a socket with a listener (another petrel's console, say), is refused.
+Result<void> remove_stale_socket(const std::filesystem::path& path, const sockaddr_un& addr) {
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    if (errno == ENOENT) {
+      return ok();
+    }
+    return socket_error(path, "lstat", errno);
+  }
+  if (!S_ISSOCK(st.st_mode)) {
+    return Error(ErrorCode::kInvalidArgument, path.string() + ": exists and is not a socket");
+  }
+  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!probe.valid()) {
+    return socket_error(path, "socket", errno);
+  }
+  // Non-blocking: a listener with a full backlog answers EAGAIN instead of making us wait.
+  if (connect_to(probe.get(), addr) == 0 || errno == EAGAIN) {
+    return Error(ErrorCode::kInvalidArgument,
+                 path.string() + ": a process is already listening on this socket");
+  }
+  if (errno != ECONNREFUSED && errno != ENOENT) {
+    return socket_error(path, "probing the existing socket", errno);
+  }
+  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
+    return socket_error(path, "removing the stale socket", errno);
+  }
+  spdlog::info("console socket {}: removed a stale socket file", path.string());
+  return ok();
+}
+
+// A listening socket bound at `path`, whose file has mode 0600 from the moment it exists.
+Result<UniqueFd> listen_at(const std::filesystem::path& path, const sockaddr_un& addr) {
+  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
+  if (!fd.valid()) {
+    return socket_error(path, "socket", errno);
+  }
+  // bind() creates the file with mode 0777 & ~umask. The umask is per process: this runs
+  // while Vm::create is setting up, before petrel starts any thread that creates files.
+  mode_t saved_umask = ::umask(0177);
+  int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  int err = errno;
+  ::umask(saved_umask);
+  if (rc != 0) {
+    return socket_error(path, "bind", err);
+  }
+  if (::listen(fd.get(), kListenBacklog) != 0) {
+    err = errno;
+    ::unlink(path.c_str());
+    return socket_error(path, "listen", err);
+  }
+  return fd;
+}
+
+}  // namespace
+
+SerialSocket::SerialSocket(boost::asio::io_context& io, std::filesystem::path path)
+    : io_(io),
+      path_(std::move(path)),
+      acceptor_(io),
+      accept_retry_(io),
+      pipe_in_(io),
+      client_(io) {}
+
+Result<std::unique_ptr<SerialSocket>> SerialSocket::create(boost::asio::io_context& io,
+                                                           const std::filesystem::path& path) {
+  PETREL_TRY_ASSIGN(sockaddr_un addr, socket_address(path));
+  auto sock = std::make_unique<SerialSocket>(io, path);
+  PETREL_TRY(remove_stale_socket(path, addr));
+  PETREL_TRY_ASSIGN(UniqueFd listener, listen_at(path, addr));
+  struct stat st {};
+  if (::lstat(path.c_str(), &st) != 0) {
+    return socket_error(path, "lstat after bind", errno);
+  }
+  sock->bound_ = true;
+  sock->socket_dev_ = st.st_dev;
+  sock->socket_ino_ = st.st_ino;
+  boost::system::error_code ec;
+  sock->acceptor_.assign(stream_protocol(), listener.get(), ec);
+  if (ec) {
+    return Error(ErrorCode::kIo,
+                 fmt::format("console socket {}: cannot poll: {}", path.string(), ec.message()));
+  }
+  listener.release();
+
+  std::array<int, 2> fds{};
+  // O_NONBLOCK on both ends: the UART's writes never wait (a full pipe drops bytes), and the
+  // event loop's reads never block it.
+  if (::pipe2(fds.data(), O_CLOEXEC | O_NONBLOCK) != 0) {
+    return socket_error(path, "pipe2", errno);
+  }
+  UniqueFd read_end(fds[0]);
+  sock->pipe_out_ = UniqueFd(fds[1]);
+  sock->pipe_in_.assign(read_end.get(), ec);
+  if (ec) {
+    return Error(ErrorCode::kIo, fmt::format("console socket {}: cannot poll the UART pipe: {}",
+                                             path.string(), ec.message()));
+  }
+  read_end.release();
+  spdlog::info("guest console on socket {}", path.string());
+  return sock;
+}
+
+SerialSocket::~SerialSocket() {
+  if (!bound_) {
+    return;
+  }
+  struct stat st {};
+  if (::lstat(path_.c_str(), &st) == 0 && st.st_dev == socket_dev_ && st.st_ino == socket_ino_) {
+    ::unlink(path_.c_str());
+  }
+}
+
+UniqueFd SerialSocket::uart_output() {
+  return std::move(pipe_out_);
+}
+
+void SerialSocket::start(std::shared_ptr<Serial16550> serial) {
+  serial_ = std::move(serial);
+  accept_next();
+}
+
+void SerialSocket::accept_next() {
+  acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](
+                             boost::system::error_code ec, stream_protocol::socket peer) {
+    if (alive.expired() || ec == boost::asio::error::operation_aborted) {
+      return;
+    }
+    if (ec) {
+      // EMFILE and the like: the listener stays readable, so wait before trying again.
+      spdlog::warn("console socket {}: accept failed: {}", path_.string(), ec.message());
+      accept_retry_.expires_after(kAcceptRetryDelay);
+      accept_retry_.async_wait([this, alive](boost::system::error_code wait_ec) {
+        if (!wait_ec && !alive.expired()) {
+          accept_next();
+        }
+      });
+      return;
+    }
+    connect(std::move(peer));
+    accept_next();
+  });
+}
+
+void SerialSocket::connect(stream_protocol::socket peer) {
+  boost::system::error_code ignored;
+  if (connected_) {
+    spdlog::warn("console socket {}: refused a client: another client is connected",
+                 path_.string());
+    peer.close(ignored);
+    return;
+  }
+  uint64_t id = connection_ + 1;
+  auto on_closed = [this, alive = std::weak_ptr<bool>(alive_), id] {
+    if (!alive.expired() && connected_ && id == connection_) {
+      disconnect("end of input");
+    }
+  };
+  auto input = ConsoleInput::create(io_, peer.native_handle(), serial_, std::move(on_closed));
+  if (!input) {
+    spdlog::warn("console socket {}: dropped a client: {}", path_.string(),
+                 input.error().to_string());
+    peer.close(ignored);
+    return;
+  }
+  connection_ = id;
+  connected_ = true;
+  client_ = std::move(peer);
+  client_input_ = std::move(input).value();
+  spdlog::info("console socket {}: client connected", path_.string());
+  if (!pumping_) {
+    pumping_ = true;
+    pump_output();
+  }
+}
+
+void SerialSocket::disconnect(std::string_view why) {
+  spdlog::info("console socket {}: client disconnected ({})", path_.string(), why);
+  client_input_.reset();
+  boost::system::error_code ignored;
+  client_.close(ignored);  // a write in progress completes with operation_aborted
+  connected_ = false;
+}
+
+// Exactly one of a pipe read or a client write is outstanding once pumping has started.
+void SerialSocket::pump_output() {
+  pipe_in_.async_read_some(
+      boost::asio::buffer(out_buf_),
+      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec, size_t n) {
+        if (alive.expired()) {
+          return;
+        }
+        if (ec) {
+          if (ec != boost::asio::error::operation_aborted) {
+            spdlog::warn("console socket {}: reading guest output failed: {}", path_.string(),
+                         ec.message());
+          }
+          return;
+        }
+        if (connected_) {
+          write_to_client(n);
+        } else {
+          pump_output();  // nobody to send it to: discarded
+        }
+      });
+}
+
+void SerialSocket::write_to_client(size_t n) {
+  boost::asio::async_write(
+      client_, boost::asio::buffer(out_buf_.data(), n),
+      [this, alive = std::weak_ptr<bool>(alive_), id = connection_](boost::system::error_code ec,
+                                                                    size_t /*written*/) {
+        if (alive.expired()) {
+          return;
+        }
+        // An error for a client that is already gone (operation_aborted after disconnect())
+        // only resumes the pump.
+        if (ec && connected_ && id == connection_) {
+          disconnect(ec.message());
+        }
+        pump_output();
+      });
+}
+
+}  // namespace petrel
