@@ -407,6 +407,7 @@ MEM_KEYS = [
     ("rss_beyond_guest_ram_kib", "VmRSS - guest RAM Rss"),
     ("anon_beyond_guest_ram_kib", "  of which anonymous"),
     ("RssFile_kib", "  of which file-backed"),
+    ("rss_beyond_guest_ram_peak_kib", "  highest of the samples"),
     ("pss_beyond_guest_ram_kib", "Pss - guest RAM Pss"),
     ("guest_ram_rss_kib", "guest RAM Rss"),
     ("VmRSS_kib", "VmRSS (total)"),
@@ -562,6 +563,7 @@ def main():
             if a not in ("kvm", "tcg"):
                 ap.error(f"--qemu-accel: unknown accelerator {a!r}")
 
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
     host = host_info()
     petrel_stat_start = binary_stamp(args.petrel)
     notes = []
@@ -625,6 +627,8 @@ def main():
             mode_txt = {"PVM native": "pvm-native", "PVM emulated": "pvm-emulated",
                         "hardware": "hardware"}.get(seen[0], seen[0]) if len(seen) == 1 \
                 else "/".join(seen)
+            if row["pvm_mode"] == "emulated" and mode_txt == "hardware":
+                mode_txt = "hardware, emulated n/a"   # not a PVM host: flag has no effect
             row["label"] = f"petrel ({accel}, {mode_txt})"
             row["short"] = f"petrel {mode_txt.replace('pvm-', '')}"
             row["mode_seen"] = seen
@@ -634,8 +638,6 @@ def main():
         row["first_byte_ms"] = timing_stats(row.pop("times"))
         samples = row.pop("samples")
         row["memory"] = {key: mem_stats(samples, key) for key, _ in MEM_KEYS}
-        row["memory"]["rss_beyond_guest_ram_peak_kib"] = mem_stats(
-            samples, "rss_beyond_guest_ram_peak_kib")
         row["memory"]["VmHWM_kib"] = mem_stats(samples, "VmHWM_kib")
         row["memory"]["guest_ram_mapping_kib"] = mem_stats(samples, "guest_ram_mapping_kib")
         row["memory_samples"] = samples
@@ -647,7 +649,7 @@ def main():
                      "entered in 64-bit mode that sets up its IDT and printf before printing")
 
     result = {
-        "date": time.strftime("%Y-%m-%d %H:%M:%S"),
+        "date": started,
         "host": dict(host, loadavg_end=loadavg()),
         "memory": args.memory,
         "runs": args.runs,

@@ -96,7 +96,7 @@ constexpr std::array<FlagSpec, 11> kRunFlags{{
      apply_memory},
     {"--vcpus", "N", "Number of vCPUs: 1 to 254 (default 1)", "--vcpus 4", apply_vcpus},
     {"--serial", "DEST",
-     "COM1: stdio, none, file:PATH or socket:PATH (a Unix socket; default stdio)",
+     "Guest console (COM1): stdio, none, file:PATH or socket:PATH (default stdio)",
      "--serial file:/tmp/console.log", apply_serial},
     {"--name", "NAME", "VM name used in logs: 1-64 of A-Z a-z 0-9 . _ - (default petrel)",
      "--name web-1", apply_name},

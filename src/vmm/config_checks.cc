@@ -229,10 +229,9 @@ Result<void> check_socket_path_syntax(const std::filesystem::path& path) {
     return Error(ErrorCode::kInvalidArgument, "the socket path must not contain a NUL byte");
   }
   if (text.size() > kMaxSocketPathLength) {
-    return Error(ErrorCode::kInvalidArgument,
-                 "the socket path is " + std::to_string(text.size()) +
-                     " bytes, longer than the " + std::to_string(kMaxSocketPathLength) +
-                     " a Unix socket address holds");
+    return Error(ErrorCode::kInvalidArgument, "the socket path is " + std::to_string(text.size()) +
+                                                  " bytes; a Unix socket address holds at most " +
+                                                  std::to_string(kMaxSocketPathLength));
   }
   return ok();
 }

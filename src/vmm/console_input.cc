@@ -54,27 +54,26 @@ ConsoleInput::~ConsoleInput() {
 }
 
 void ConsoleInput::read_more() {
-  stream_.async_read_some(
-      boost::asio::buffer(buf_),
-      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec, size_t n) {
-        if (alive.expired()) {
-          return;
+  stream_.async_read_some(boost::asio::buffer(buf_), [this, alive = std::weak_ptr<bool>(alive_)](
+                                                         boost::system::error_code ec, size_t n) {
+    if (alive.expired()) {
+      return;
+    }
+    if (ec) {
+      if (ec != boost::asio::error::operation_aborted) {
+        spdlog::debug("console input closed: {}", ec.message());
+        if (on_closed_) {
+          // Moved out first: the callback may destroy this ConsoleInput.
+          ClosedCallback on_closed = std::move(on_closed_);
+          on_closed();
         }
-        if (ec) {
-          if (ec != boost::asio::error::operation_aborted) {
-            spdlog::debug("console input closed: {}", ec.message());
-            if (on_closed_) {
-              // Moved out first: the callback may destroy this ConsoleInput.
-              ClosedCallback on_closed = std::move(on_closed_);
-              on_closed();
-            }
-          }
-          return;
-        }
-        pending_begin_ = 0;
-        pending_end_ = n;
-        deliver();
-      });
+      }
+      return;
+    }
+    pending_begin_ = 0;
+    pending_end_ = n;
+    deliver();
+  });
 }
 
 void ConsoleInput::deliver() {

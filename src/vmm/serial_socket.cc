@@ -15,7 +15,6 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 #include <boost/asio/buffer.hpp>
-#include <boost/asio/write.hpp>
 
 #include "vmm/vm_config.h"
 
@@ -155,6 +154,9 @@ Result<std::unique_ptr<SerialSocket>> SerialSocket::create(boost::asio::io_conte
 }
 
 SerialSocket::~SerialSocket() {
+  if (pumping_) {
+    flush_output();
+  }
   if (!bound_) {
     return;
   }
@@ -174,8 +176,8 @@ void SerialSocket::start(std::shared_ptr<Serial16550> serial) {
 }
 
 void SerialSocket::accept_next() {
-  acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](
-                             boost::system::error_code ec, stream_protocol::socket peer) {
+  acceptor_.async_accept([this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec,
+                                                                     stream_protocol::socket peer) {
     if (alive.expired() || ec == boost::asio::error::operation_aborted) {
       return;
     }
@@ -235,44 +237,91 @@ void SerialSocket::disconnect(std::string_view why) {
   connected_ = false;
 }
 
-// Exactly one of a pipe read or a client write is outstanding once pumping has started.
+// Once pumping has started, exactly one wait is outstanding: for the pipe to become
+// readable, or for the client's socket to become writable. Bytes are read and sent with
+// non-blocking system calls in the handlers, so no data is ever held inside a queued
+// completion: it is in the pipe or in out_buf_, where flush_output() finds it.
 void SerialSocket::pump_output() {
-  pipe_in_.async_read_some(
-      boost::asio::buffer(out_buf_),
-      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec, size_t n) {
-        if (alive.expired()) {
+  pipe_in_.async_wait(
+      boost::asio::posix::stream_descriptor::wait_read,
+      [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+        if (alive.expired() || ec == boost::asio::error::operation_aborted) {
           return;
         }
-        if (ec) {
-          if (ec != boost::asio::error::operation_aborted) {
-            spdlog::warn("console socket {}: reading guest output failed: {}", path_.string(),
-                         ec.message());
-          }
+        ssize_t n = ec ? -1 : ::read(pipe_in_.native_handle(), out_buf_.data(), out_buf_.size());
+        if (n < 0 && !ec && (errno == EAGAIN || errno == EINTR)) {
+          pump_output();
           return;
         }
-        if (connected_) {
-          write_to_client(n);
-        } else {
+        if (n <= 0) {
+          // Only the UART holds the write end, and it outlives this object: not expected.
+          spdlog::warn("console socket {}: reading guest output failed: {}", path_.string(),
+                       ec ? ec.message() : (n == 0 ? "end of file" : std::strerror(errno)));
+          return;
+        }
+        if (!connected_) {
           pump_output();  // nobody to send it to: discarded
+          return;
         }
+        out_begin_ = 0;
+        out_end_ = static_cast<size_t>(n);
+        out_client_ = connection_;
+        send_output();
       });
 }
 
-void SerialSocket::write_to_client(size_t n) {
-  boost::asio::async_write(
-      client_, boost::asio::buffer(out_buf_.data(), n),
-      [this, alive = std::weak_ptr<bool>(alive_), id = connection_](boost::system::error_code ec,
-                                                                    size_t /*written*/) {
-        if (alive.expired()) {
-          return;
-        }
-        // An error for a client that is already gone (operation_aborted after disconnect())
-        // only resumes the pump.
-        if (ec && connected_ && id == connection_) {
-          disconnect(ec.message());
-        }
-        pump_output();
-      });
+void SerialSocket::send_output() {
+  if (send_pending() != SendResult::kWouldBlock) {
+    pump_output();
+    return;
+  }
+  client_.async_wait(stream_protocol::socket::wait_write,
+                     [this, alive = std::weak_ptr<bool>(alive_)](boost::system::error_code ec) {
+                       if (alive.expired()) {
+                         return;
+                       }
+                       // operation_aborted: disconnect() closed the client; send_output() then
+                       // finds it gone.
+                       if (ec && ec != boost::asio::error::operation_aborted && connected_ &&
+                           out_client_ == connection_) {
+                         disconnect(ec.message());
+                       }
+                       send_output();
+                     });
+}
+
+SerialSocket::SendResult SerialSocket::send_pending() {
+  while (out_begin_ < out_end_) {
+    if (!connected_ || out_client_ != connection_) {
+      out_begin_ = out_end_ = 0;
+      return SendResult::kClientGone;
+    }
+    ssize_t n = ::send(client_.native_handle(), out_buf_.data() + out_begin_, out_end_ - out_begin_,
+                       MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (n >= 0) {
+      out_begin_ += static_cast<size_t>(n);
+    } else if (errno == EAGAIN || errno == EWOULDBLOCK) {
+      return SendResult::kWouldBlock;
+    } else if (errno != EINTR) {
+      disconnect(std::strerror(errno));  // EPIPE, ECONNRESET: the client went away
+    }
+  }
+  return SendResult::kSent;
+}
+
+void SerialSocket::flush_output() {
+  while (connected_) {
+    if (send_pending() == SendResult::kWouldBlock) {
+      return;  // the client is not reading: the rest is dropped
+    }
+    ssize_t n = ::read(pipe_in_.native_handle(), out_buf_.data(), out_buf_.size());
+    if (n <= 0) {
+      return;  // the pipe is empty (EAGAIN)
+    }
+    out_begin_ = 0;
+    out_end_ = static_cast<size_t>(n);
+    out_client_ = connection_;
+  }
 }
 
 }  // namespace petrel

@@ -15,7 +15,8 @@
 //   so the buffering is bounded by one chunk plus the pipe's capacity (64 KiB on Linux).
 //   Output written before the first client connects stays in the pipe and reaches that
 //   client (up to the pipe's capacity); after that, output while no client is connected is
-//   discarded.
+//   discarded. On destruction, output not yet sent goes to the client as far as its socket
+//   buffer takes it without waiting, so what the guest wrote just before it stopped arrives.
 //
 // Thread affinity: create() and uart_output() run on the owning thread while the event loop
 // is not running yet; start() on the owning thread before the loop runs, or on the loop
@@ -70,9 +71,16 @@ class SerialSocket {
   void accept_next();
   void connect(boost::asio::local::stream_protocol::socket peer);
   void disconnect(std::string_view why);
-  // Reads the next chunk of guest output from the pipe.
+  // Waits for guest output in the pipe, then reads a chunk and sends it (send_output).
   void pump_output();
-  void write_to_client(size_t n);
+  // Sends the pending chunk; waits for the client to take more when its socket is full; then
+  // goes back to pump_output.
+  void send_output();
+  enum class SendResult { kSent, kWouldBlock, kClientGone };
+  // Sends as much of the pending chunk as the client's socket takes now; never blocks.
+  SendResult send_pending();
+  // On destruction: sends the pending chunk and what is left in the pipe, without waiting.
+  void flush_output();
 
   boost::asio::io_context& io_;
   const std::filesystem::path path_;
@@ -80,16 +88,21 @@ class SerialSocket {
   dev_t socket_dev_ = 0;  // that file's identity, so that a replacement is left alone
   ino_t socket_ino_ = 0;
   boost::asio::local::stream_protocol::acceptor acceptor_;
-  boost::asio::steady_timer accept_retry_;  // after a failed accept (e.g. EMFILE)
+  boost::asio::steady_timer accept_retry_;         // after a failed accept (e.g. EMFILE)
   boost::asio::posix::stream_descriptor pipe_in_;  // the read end of the UART pipe
   UniqueFd pipe_out_;                              // the write end, until uart_output()
   std::shared_ptr<Serial16550> serial_;
   boost::asio::local::stream_protocol::socket client_;
   std::unique_ptr<ConsoleInput> client_input_;
   bool connected_ = false;
-  bool pumping_ = false;    // pump_output() has started (with the first client)
+  bool pumping_ = false;     // pump_output() has started (with the first client)
   uint64_t connection_ = 0;  // counts accepted clients: which client a completion is for
+  // Guest output read from the pipe and not yet sent: out_buf_[out_begin_, out_end_), meant
+  // for client number out_client_ (dropped if that client is gone).
   std::array<std::byte, 4096> out_buf_{};
+  size_t out_begin_ = 0;
+  size_t out_end_ = 0;
+  uint64_t out_client_ = 0;
   // Handlers hold a weak_ptr to this: expired means the SerialSocket is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };

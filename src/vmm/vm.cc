@@ -50,6 +50,7 @@ Result<UniqueFd> open_serial_output(const SerialConfig& serial) {
       return UniqueFd(fd);
     }
     case SerialMode::kNone:
+    case SerialMode::kSocket:  // Vm::setup_devices connects the UART to its SerialSocket
       break;
   }
   return UniqueFd();
@@ -98,7 +99,13 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
 }
 
 Result<void> Vm::setup_devices(const VmConfig& config) {
-  PETREL_TRY_ASSIGN(UniqueFd serial_out, open_serial_output(config.serial));
+  UniqueFd serial_out;
+  if (config.serial.mode == SerialMode::kSocket) {
+    PETREL_TRY_ASSIGN(serial_socket_, SerialSocket::create(io_, config.serial.path));
+    serial_out = serial_socket_->uart_output();
+  } else {
+    PETREL_TRY_ASSIGN(serial_out, open_serial_output(config.serial));
+  }
   serial_ = std::make_shared<Serial16550>(std::make_shared<KvmIrqLine>(vm_, kCom1Irq),
                                           std::move(serial_out));
   PETREL_TRY(pio_.insert(serial_, PETREL_PORT_COM1, 8));
@@ -170,7 +177,9 @@ StopReason Vm::run(int console_fd) {
     }
   });
   std::unique_ptr<ConsoleInput> console;
-  if (console_fd >= 0) {
+  if (serial_socket_) {
+    serial_socket_->start(serial_);
+  } else if (console_fd >= 0) {
     auto input = ConsoleInput::create(io_, console_fd, serial_);
     if (input) {
       console = std::move(input).value();
@@ -192,6 +201,7 @@ StopReason Vm::run(int console_fd) {
   // Tear the loop's objects down on the loop thread, then let it finish.
   boost::asio::post(io_, [&] {
     console.reset();
+    serial_socket_.reset();  // closes the client and unlinks the socket file
     signals.cancel();
     work.reset();
   });

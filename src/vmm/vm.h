@@ -18,6 +18,7 @@
 #include "vmm/base/kvm_system.h"
 #include "vmm/base/kvm_vm.h"
 #include "vmm/pvm_host.h"
+#include "vmm/serial_socket.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vcpu.h"
 #include "vmm/vm_config.h"
@@ -31,7 +32,9 @@ class Vm {
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Runs the guest to its end. `console_fd` (usually stdin) feeds the UART; -1 for none.
+  // Runs the guest to its end. `console_fd` (usually stdin) feeds the UART; -1 for none. With
+  // a socket console (SerialMode::kSocket) the socket's client feeds it and `console_fd` is
+  // not read.
   StopReason run(int console_fd);
 
   ExecMode exec_mode() const { return mode_; }
@@ -56,6 +59,9 @@ class Vm {
   StopLatch stop_;
   std::shared_ptr<Serial16550> serial_;
   boost::asio::io_context io_;
+  // Set in socket mode. Uses io_: destroyed before it; after run() started it, run() destroys
+  // it on the loop thread.
+  std::unique_ptr<SerialSocket> serial_socket_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;  // last: their threads stop before the rest
 };
 

@@ -1,14 +1,21 @@
 // End-to-end boots of the project's test guests through the real `petrel run` binary.
 #include <signal.h>
+#include <sys/socket.h>
+#include <sys/stat.h>
+#include <sys/un.h>
 #include <unistd.h>
 
+#include <array>
 #include <catch2/catch.hpp>
+#include <chrono>
 #include <cstdio>
 #include <cstdlib>
+#include <cstring>
 #include <fstream>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
+#include <thread>
 
 #include "petrel_process.h"
 
@@ -52,6 +59,61 @@ std::string slurp(const std::string& path) {
   ss << in.rdbuf();
   return ss.str();
 }
+
+// A client of petrel's console socket (--serial socket:PATH).
+class ConsoleClient {
+ public:
+  // Connects to `path`, retrying for up to 10 s while petrel has not created it yet.
+  explicit ConsoleClient(const std::string& path) {
+    sockaddr_un addr{};
+    addr.sun_family = AF_UNIX;
+    REQUIRE(path.size() < sizeof(addr.sun_path));
+    std::memcpy(addr.sun_path, path.data(), path.size());
+    auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(10);
+    while (true) {
+      fd_ = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+      REQUIRE(fd_ >= 0);
+      if (::connect(fd_, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0) {
+        return;
+      }
+      ::close(fd_);
+      fd_ = -1;
+      REQUIRE(std::chrono::steady_clock::now() < deadline);
+      std::this_thread::sleep_for(std::chrono::milliseconds(10));
+    }
+  }
+  ~ConsoleClient() { ::close(fd_); }
+  ConsoleClient(const ConsoleClient&) = delete;
+  ConsoleClient& operator=(const ConsoleClient&) = delete;
+
+  // Reads until everything received contains `text` and the end of the line it is on (for up
+  // to 20 s); returns everything received.
+  const std::string& read_line_with(const std::string& text) {
+    timeval timeout{20, 0};
+    REQUIRE(::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &timeout, sizeof(timeout)) == 0);
+    std::array<char, 256> buf{};
+    auto complete = [&] {
+      size_t at = received_.find(text);
+      return at != std::string::npos && received_.find('\n', at) != std::string::npos;
+    };
+    while (!complete()) {
+      ssize_t n = ::recv(fd_, buf.data(), buf.size(), 0);
+      INFO("waiting for \"" << text << "\", received so far: \"" << received_ << "\"");
+      REQUIRE(n > 0);
+      received_.append(buf.data(), static_cast<size_t>(n));
+    }
+    return received_;
+  }
+
+  void send(const std::string& text) {
+    REQUIRE(::send(fd_, text.data(), text.size(), MSG_NOSIGNAL) ==
+            static_cast<ssize_t>(text.size()));
+  }
+
+ private:
+  int fd_ = -1;
+  std::string received_;
+};
 
 constexpr uint32_t kCpuidLzcnt = 1u << 5;    // CPUID 0x80000001 ECX
 constexpr uint32_t kCpuidRdtscp = 1u << 27;  // CPUID 0x80000001 EDX
@@ -271,4 +333,51 @@ TEST_CASE("UART receive interrupts work in PVM emulated mode", "[pvm]") {
   auto r = run_guest("serial_irq", {"--pvm-mode", "emulated"}, options);
   CHECK(r.exit_code == 0);
   CHECK_THAT(r.out, Contains("serial_irq done bytes=7 irqs="));
+}
+
+TEST_CASE("the guest console is served on a Unix socket with --serial socket:", "[boot]") {
+  TempDir dir;
+  std::string socket_path = dir.path + "/console.sock";
+  petrel::test::RunOptions options;
+  options.timeout = std::chrono::seconds(30);
+  options.input = "q";  // on stdin, which socket mode must not read: it would end the echo
+  petrel::test::ProcessResult r;
+  {
+    std::jthread petrel([&] {
+      r = run_process(petrel_binary(),
+                      {"run", "--kernel", guest_image("echo"), "--serial", "socket:" + socket_path},
+                      options);
+    });
+    ConsoleClient client(socket_path);
+    struct stat st {};
+    REQUIRE(::lstat(socket_path.c_str(), &st) == 0);
+    CHECK(S_ISSOCK(st.st_mode));
+    CHECK((st.st_mode & 0777) == 0600);
+    CHECK(client.read_line_with("echo ready") == "echo ready\n");
+    client.send("hello q");
+    CHECK(client.read_line_with("echo done") == "echo ready\nHELLO Q\necho done bytes=7\n");
+  }  // joins the thread: petrel has exited
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  CHECK_FALSE(r.timed_out);
+  CHECK(r.exit_code == 0);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Contains("client connected"));
+  struct stat st {};
+  CHECK(::lstat(socket_path.c_str(), &st) != 0);  // removed at exit
+}
+
+TEST_CASE("petrel refuses a console socket path that is not a socket", "[boot]") {
+  TempDir dir;
+  std::string regular = dir.path + "/console.log";
+  {
+    std::ofstream file(regular);
+    file << "not a socket\n";
+  }
+  auto r = run_process(petrel_binary(),
+                       {"run", "--kernel", guest_image("echo"), "--serial", "socket:" + regular});
+  INFO(r.err);
+  CHECK(r.exit_code == 2);
+  CHECK(r.out.empty());
+  CHECK_THAT(r.err, Contains("--serial: " + regular + ": exists and is not a socket"));
+  CHECK(slurp(regular) == "not a socket\n");
 }

@@ -94,6 +94,12 @@ TEST_CASE("petrel run reads every flag in both forms", "[cli]") {
 
   CHECK(parse({"run", "--kernel", kernel, "--serial", "none"})->config.serial.mode ==
         SerialMode::kNone);
+  std::string socket = (dir.path() / "console.sock").string();
+  auto with_socket = parse({"run", "--kernel", kernel, "--serial", "socket:" + socket});
+  REQUIRE(with_socket.ok());
+  CHECK(with_socket->config.serial == petrel::SerialConfig{SerialMode::kSocket, socket});
+  CHECK(parse({"run", "--kernel", kernel, "--serial=socket:" + socket})->config.serial ==
+        with_socket->config.serial);
   CHECK(parse({"run", "--kernel", kernel, "--cmdline="})->config.cmdline.empty());
 }
 
@@ -116,9 +122,19 @@ TEST_CASE("petrel run refuses bad values naming the flag", "[cli]") {
         "e.g. 256M");
   CHECK(run_with("--memory", "99999999999999999999G") ==
         "--memory: invalid size \"99999999999999999999G\": larger than 2^64 - 1 bytes");
-  CHECK(run_with("--serial", "tty") == "--serial: expected stdio, none or file:PATH, got \"tty\"");
+  CHECK(run_with("--serial", "tty") ==
+        "--serial: expected stdio, none, file:PATH or socket:PATH, got \"tty\"");
   CHECK(run_with("--serial", "file:" + dir.path().string() + "/no/console.log") ==
         "--serial: " + dir.path().string() + "/no: No such file or directory");
+  std::string regular = dir.write("console.log", "x").string();
+  CHECK(run_with("--serial", "socket:" + regular) ==
+        "--serial: " + regular + ": exists and is not a socket");
+  CHECK(run_with("--serial", "socket:" + dir.path().string() + "/no/console.sock") ==
+        "--serial: " + dir.path().string() + "/no: No such file or directory");
+  CHECK(run_with("--serial", "socket:") ==
+        "--serial: socket: needs a path, e.g. socket:/tmp/console.sock");
+  CHECK(run_with("--serial", "socket:/" + std::string(107, 's')) ==
+        "--serial: the socket path is 108 bytes; a Unix socket address holds at most 107");
   CHECK(run_with("--log-level", "loud") ==
         "--log-level: expected one of trace, debug, info, warn, error, off, got \"loud\"");
   CHECK(run_with("--log-format", "xml") == "--log-format: expected one of text, json, got \"xml\"");
@@ -217,6 +233,7 @@ TEST_CASE("usage_text documents every flag with an example", "[cli]") {
                            "--name NAME", "--pvm-mode MODE", "--config FILE", "--help"}) {
     CHECK_THAT(usage, Catch::Contains(flag));
   }
+  CHECK_THAT(usage, Catch::Contains("socket:PATH"));
   for (const char* example : {"e.g. --memory 1G", "e.g. --serial file:/tmp/console.log",
                               "e.g. --config configs/example-full.json"}) {
     CHECK_THAT(usage, Catch::Contains(example));

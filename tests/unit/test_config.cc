@@ -1,5 +1,10 @@
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <unistd.h>
+
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <cstring>
 #include <string>
 
 #include "scratch_dir.h"
@@ -33,6 +38,19 @@ std::string validate_error(const VmConfig& config) {
   auto valid = petrel::validate_config(config);
   REQUIRE_FALSE(valid.ok());
   return valid.error().to_string();
+}
+
+// Leaves a Unix socket file at `path` (nobody listening: a stale one).
+void bind_socket_file(const std::filesystem::path& path) {
+  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  REQUIRE(fd >= 0);
+  sockaddr_un addr{};
+  addr.sun_family = AF_UNIX;
+  REQUIRE(path.native().size() < sizeof(addr.sun_path));
+  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
+  int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
+  ::close(fd);
+  REQUIRE(rc == 0);
 }
 
 }  // namespace
@@ -165,24 +183,59 @@ TEST_CASE("parse_config_json names the field of a bad value", "[config]") {
 
 TEST_CASE("parse_config_json checks the serial settings", "[config]") {
   CHECK(parse_error(R"({"serial": {"mode": "tty"}})") ==
-        "config: field \"serial.mode\": expected one of stdio, file, none, got \"tty\"");
+        "config: field \"serial.mode\": expected one of stdio, file, none, socket, got \"tty\"");
   CHECK(parse_error(R"({"serial": {"mode": 1}})") ==
         "config: field \"serial.mode\": expected a string, got 1");
   CHECK(parse_error(R"({"serial": {}})") ==
-        "config: field \"serial.mode\": required: one of stdio, file, none");
+        "config: field \"serial.mode\": required: one of stdio, file, none, socket");
   CHECK(parse_error(R"({"serial": {"mode": "file"}})") ==
         "config: field \"serial.path\": required when serial.mode is \"file\"");
   CHECK(parse_error(R"({"serial": {"mode": "file", "path": ""}})") ==
         "config: field \"serial.path\": must not be empty");
   CHECK(parse_error(R"({"serial": {"mode": "stdio", "path": "/x"}})") ==
-        "config: field \"serial.path\": only allowed when serial.mode is \"file\"");
+        "config: field \"serial.path\": only allowed when serial.mode is \"file\" or \"socket\"");
   CHECK(parse_error(R"({"serial": "tty"})") ==
-        "config: field \"serial\": expected stdio, none or file:PATH, got \"tty\"");
+        "config: field \"serial\": expected stdio, none, file:PATH or socket:PATH, got \"tty\"");
   CHECK(parse_error(R"({"serial": "file:"})") ==
         "config: field \"serial\": file: needs a path, e.g. file:/tmp/console.log");
-  CHECK(
-      parse_error(R"({"serial": 3})") ==
-      "config: field \"serial\": expected \"stdio\", \"none\", \"file:PATH\" or an object, got 3");
+  CHECK(parse_error(R"({"serial": 3})") ==
+        "config: field \"serial\": expected \"stdio\", \"none\", \"file:PATH\", \"socket:PATH\" or "
+        "an object, got 3");
+}
+
+TEST_CASE("parse_config_json reads a socket console in both forms", "[config]") {
+  auto shorthand = petrel::parse_config_json(R"({"serial": "socket:/run/vm/console.sock"})");
+  REQUIRE(shorthand.ok());
+  CHECK(shorthand->serial.mode == SerialMode::kSocket);
+  CHECK(shorthand->serial.path == "/run/vm/console.sock");
+  auto object =
+      petrel::parse_config_json(R"({"serial": {"mode": "socket", "path": "console.sock"}})");
+  REQUIRE(object.ok());
+  CHECK(object->serial.mode == SerialMode::kSocket);
+  CHECK(object->serial.path == "console.sock");
+
+  std::string longest = "/" + std::string(petrel::kMaxSocketPathLength - 1, 's');
+  CHECK(petrel::parse_config_json(R"({"serial": "socket:)" + longest + R"("})")->serial.path ==
+        longest);
+}
+
+TEST_CASE("parse_config_json checks the socket console settings", "[config]") {
+  CHECK(parse_error(R"({"serial": "socket:"})") ==
+        "config: field \"serial\": socket: needs a path, e.g. socket:/tmp/console.sock");
+  CHECK(parse_error(R"({"serial": {"mode": "socket"}})") ==
+        "config: field \"serial.path\": required when serial.mode is \"socket\"");
+  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": ""}})") ==
+        "config: field \"serial.path\": must not be empty");
+  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": 7}})") ==
+        "config: field \"serial.path\": expected a string, got 7");
+
+  std::string too_long = "/" + std::string(petrel::kMaxSocketPathLength, 's');  // 108 bytes
+  CHECK(parse_error(R"({"serial": "socket:)" + too_long + R"("})") ==
+        "config: field \"serial\": the socket path is 108 bytes; a Unix socket address holds at "
+        "most 107");
+  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": ")" + too_long + R"("}})") ==
+        "config: field \"serial.path\": the socket path is 108 bytes; a Unix socket address "
+        "holds at most 107");
 }
 
 TEST_CASE("parse_config_json refuses unknown and repeated fields", "[config]") {
@@ -231,6 +284,13 @@ TEST_CASE("config_to_json round-trips through parse_config_json", "[config]") {
   CHECK(*parsed == config);
 
   VmConfig defaults;
+  VmConfig socket = config;
+  socket.serial = {SerialMode::kSocket, "/run/petrel/console.sock"};
+  nlohmann::json socket_json = petrel::config_to_json(socket);
+  CHECK(socket_json["serial"] ==
+        nlohmann::json{{"mode", "socket"}, {"path", "/run/petrel/console.sock"}});
+  CHECK(*petrel::parse_config_json(socket_json.dump()) == socket);
+
   nlohmann::json default_json = petrel::config_to_json(defaults);
   CHECK_FALSE(default_json.contains("kernel"));
   CHECK(default_json["serial"] == nlohmann::json{{"mode", "stdio"}});
@@ -279,7 +339,8 @@ TEST_CASE("validate_config checks a complete config", "[config]") {
           "config: field \"serial.path\": the file path must not be empty");
     config.serial = {SerialMode::kStdio, "/tmp/x"};
     CHECK(validate_error(config) ==
-          "config: field \"serial.path\": only allowed when serial.mode is \"file\"");
+          "config: field \"serial.path\": only allowed when serial.mode is \"file\" or "
+          "\"socket\"");
     config.serial = {SerialMode::kFile, dir.path() / "no-such-dir" / "console.log"};
     auto bad_dir = petrel::validate_config(config);
     REQUIRE_FALSE(bad_dir.ok());
@@ -292,6 +353,34 @@ TEST_CASE("validate_config checks a complete config", "[config]") {
           "config: field \"serial.path\": " + dir.path().string() + ": is a directory");
     config.serial = {SerialMode::kFile, dir.path() / "console.log"};
     CHECK(petrel::validate_config(config).ok());
+  }
+  SECTION("socket console") {
+    config.serial = {SerialMode::kSocket, dir.path() / "console.sock"};
+    CHECK(petrel::validate_config(config).ok());
+    bind_socket_file(config.serial.path);  // a stale socket is accepted: petrel replaces it
+    CHECK(petrel::validate_config(config).ok());
+
+    config.serial = {SerialMode::kSocket, {}};
+    CHECK(validate_error(config) ==
+          "config: field \"serial.path\": the socket path must not be empty");
+    config.serial = {SerialMode::kSocket, dir.write("console.log", "x")};
+    CHECK(validate_error(config) ==
+          "config: field \"serial.path\": " + config.serial.path.string() +
+              ": exists and is not a socket");
+    config.serial = {SerialMode::kSocket, dir.path()};
+    CHECK(validate_error(config) ==
+          "config: field \"serial.path\": " + dir.path().string() + ": exists and is not a socket");
+    config.serial = {SerialMode::kSocket, dir.path() / "no-such-dir" / "console.sock"};
+    auto bad_dir = petrel::validate_config(config);
+    REQUIRE_FALSE(bad_dir.ok());
+    CHECK(bad_dir.error().code() == ErrorCode::kNotFound);
+    CHECK(bad_dir.error().to_string() ==
+          "config: field \"serial.path\": " + (dir.path() / "no-such-dir").string() +
+              ": No such file or directory");
+    config.serial = {SerialMode::kSocket, dir.path() / std::string(120, 's')};
+    CHECK_THAT(validate_error(config),
+               Catch::StartsWith("config: field \"serial.path\": the socket path is ") &&
+                   Catch::EndsWith(" bytes; a Unix socket address holds at most 107"));
   }
 }
 
@@ -310,6 +399,9 @@ TEST_CASE("load_config_file resolves relative paths against the file's directory
   CHECK(loaded->serial.path == dir.path() / "vm" / "../logs/console.log");
   CHECK(loaded->vcpus == 3);
   CHECK(petrel::validate_config(*loaded).ok());
+
+  std::filesystem::path socket = dir.write("vm/socket.json", R"({"serial": "socket:run/c.sock"})");
+  CHECK(petrel::load_config_file(socket)->serial.path == dir.path() / "vm" / "run/c.sock");
 
   std::filesystem::path absolute =
       dir.write("abs.json", R"({"kernel": ")" + kernel.string() + R"("})");
