@@ -10,6 +10,10 @@ packages=(
   liburing-dev libseccomp-dev libsystemd-dev libclang-rt-14-dev
   # tests and benchmarks
   curl iproute2 python3 qemu-system-x86 procps
+  # guest kernel and initramfs (scripts/build-guest-kernel.sh, build-initramfs.sh,
+  # prepare-stock-kernel.sh)
+  linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils gzip lz4 busybox-static
+  file binutils kmod
 )
 
 missing=()

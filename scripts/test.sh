@@ -15,6 +15,13 @@ for arg in "$@"; do
 done
 
 ./scripts/install-deps.sh
+# The Linux guests the KVM tests boot (cached under guest-cache/, rebuilt only on change).
+./scripts/build-guest-kernel.sh
+./scripts/build-initramfs.sh
+if [ ! -e /sys/module/kvm_pvm ]; then
+  # Stock-kernel tests need guest user space: they run on hardware KVM only (skipped on PVM).
+  ./scripts/prepare-stock-kernel.sh
+fi
 
 if [ "$sanitize" -eq 1 ]; then
   dir=build-asan

@@ -9,14 +9,19 @@
 
 namespace petrel {
 
-Result<void> write_boot_info(const GuestMemory& mem, const BootInfoParams& params) {
-  if (params.cmdline.size() >= layout::kCmdlineMax) {
+Result<void> write_cmdline(const GuestMemory& mem, std::string_view cmdline, uint32_t max_len) {
+  uint64_t limit = std::min<uint64_t>(max_len, layout::kCmdlineMax - 1);
+  if (cmdline.size() > limit) {
     return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("command line is {} bytes; the limit is {}", params.cmdline.size(),
-                             layout::kCmdlineMax - 1));
+                 fmt::format("the kernel command line is {} bytes; this kernel takes at most {}",
+                             cmdline.size(), limit));
   }
-  PETREL_TRY(mem.write(layout::kCmdline, std::as_bytes(std::span(params.cmdline))));
-  PETREL_TRY(mem.write_obj(layout::kCmdline + params.cmdline.size(), '\0'));
+  PETREL_TRY(mem.write(layout::kCmdline, std::as_bytes(std::span(cmdline))));
+  return mem.write_obj(layout::kCmdline + cmdline.size(), '\0');
+}
+
+Result<void> write_boot_info(const GuestMemory& mem, const BootInfoParams& params) {
+  PETREL_TRY(write_cmdline(mem, params.cmdline, layout::kCmdlineMax - 1));
 
   petrel_boot_info info{};
   info.magic = PETREL_BOOT_INFO_MAGIC;

@@ -18,6 +18,10 @@ struct BootInfoParams {
   std::string_view cmdline;
 };
 
+// Writes `cmdline` and its NUL at layout::kCmdline; refuses more than `max_len` bytes (the
+// kernel's limit, without the NUL) or more than the space petrel reserves for it.
+Result<void> write_cmdline(const GuestMemory& mem, std::string_view cmdline, uint32_t max_len);
+
 // Writes the cmdline at layout::kCmdline and the boot info at layout::kBootInfo.
 Result<void> write_boot_info(const GuestMemory& mem, const BootInfoParams& params);
 

@@ -28,8 +28,15 @@ struct FlagSpec {
 
 Result<void> apply_kernel(std::string_view value, VmConfig& config) {
   std::filesystem::path kernel(value);
-  PETREL_TRY(check_kernel(kernel));
+  PETREL_TRY(check_input_file(kernel));
   config.kernel = std::move(kernel);
+  return ok();
+}
+
+Result<void> apply_initrd(std::string_view value, VmConfig& config) {
+  std::filesystem::path initrd(value);
+  PETREL_TRY(check_input_file(initrd));
+  config.initrd = std::move(initrd);
   return ok();
 }
 
@@ -87,9 +94,11 @@ Result<void> apply_pvm_mode(std::string_view value, VmConfig& config) {
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 11> kRunFlags{{
+constexpr std::array<FlagSpec, 12> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
+    {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
+     "--initrd ./initramfs.cpio.gz", apply_initrd},
     {"--cmdline", "STR", "Kernel command line, at most 4095 bytes (default: empty)",
      "--cmdline \"console=ttyS0 panic=-1\"", apply_cmdline},
     {"--memory", "SIZE", "Guest RAM: 16M to 1T, a multiple of 4K (default 256M)", "--memory 1G",

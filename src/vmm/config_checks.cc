@@ -149,21 +149,21 @@ Result<void> check_name(std::string_view name) {
   return ok();
 }
 
-Result<void> check_kernel(const std::filesystem::path& kernel) {
-  if (kernel.empty()) {
+Result<void> check_input_file(const std::filesystem::path& path) {
+  if (path.empty()) {
     return Error(ErrorCode::kInvalidArgument, "must not be empty");
   }
   // O_NONBLOCK: opening a FIFO must not hang; the file is only probed here.
-  UniqueFd fd(::open(kernel.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
+  UniqueFd fd(::open(path.c_str(), O_RDONLY | O_CLOEXEC | O_NONBLOCK));
   if (!fd.valid()) {
-    return path_error(kernel, errno);
+    return path_error(path, errno);
   }
   struct stat st {};
   if (::fstat(fd.get(), &st) != 0) {
-    return path_error(kernel, errno);
+    return path_error(path, errno);
   }
   if (!S_ISREG(st.st_mode)) {
-    return Error(ErrorCode::kInvalidArgument, kernel.string() + ": not a regular file");
+    return Error(ErrorCode::kInvalidArgument, path.string() + ": not a regular file");
   }
   return ok();
 }

@@ -16,8 +16,9 @@
 namespace petrel::config_detail {
 
 Result<void> check_name(std::string_view name);
-// kNotFound when the file does not exist; kInvalidArgument when it is not a readable regular file.
-Result<void> check_kernel(const std::filesystem::path& kernel);
+// An input file petrel reads (kernel, initrd): kNotFound when it does not exist;
+// kInvalidArgument when the path is empty or it is not a readable regular file.
+Result<void> check_input_file(const std::filesystem::path& path);
 Result<void> check_cmdline(std::string_view cmdline);
 Result<void> check_memory(uint64_t bytes);
 Result<void> check_log_level(std::string_view level);

@@ -72,6 +72,11 @@ Result<void> set_kernel(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_initrd(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.initrd, get_path(value, "initrd"));
+  return ok();
+}
+
 Result<void> set_cmdline(const json& value, VmConfig& config) {
   PETREL_TRY_ASSIGN(std::string cmdline, get_string(value, "cmdline"));
   PETREL_TRY(in_field("cmdline", check_cmdline(cmdline)));
@@ -193,9 +198,10 @@ struct TopLevelField {
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 8> kTopLevelFields{{
+constexpr std::array<TopLevelField, 9> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
+    {"initrd", set_initrd},
     {"cmdline", set_cmdline},
     {"memory", set_memory},
     {"vcpus", set_vcpus},
@@ -352,6 +358,9 @@ Result<VmConfig> load_config_file(const std::filesystem::path& path) {
   }
   if (config.kernel.is_relative() && !config.kernel.empty()) {
     config.kernel = dir / config.kernel;
+  }
+  if (config.initrd.is_relative() && !config.initrd.empty()) {
+    config.initrd = dir / config.initrd;
   }
   if (serial_mode_has_path(config.serial.mode) && config.serial.path.is_relative()) {
     config.serial.path = dir / config.serial.path;

@@ -33,26 +33,39 @@ uint64_t align4(uint64_t v) {
   return (v + 3) & ~uint64_t{3};
 }
 
-// Walks one PT_NOTE segment (gABI "Note Section") looking for the petrel note.
-std::optional<uint32_t> find_petrel_note(std::span<const std::byte> notes) {
+constexpr uint32_t kXenElfnotePhys32Entry = 18;  // xen/include/public/elfnote.h
+
+struct Notes {
+  std::optional<uint32_t> petrel_flags;
+  std::optional<uint32_t> pvh_entry;
+};
+
+// Walks one PT_NOTE segment (gABI "Note Section") for the petrel note and the PVH entry note
+// (XEN_ELFNOTE_PHYS32_ENTRY, name "Xen"). A malformed note ends the walk.
+void scan_notes(std::span<const std::byte> notes, Notes& found) {
   uint64_t off = 0;
   while (off + sizeof(Elf64_Nhdr) <= notes.size()) {
     auto hdr = read_at<Elf64_Nhdr>(notes, off);
     off += sizeof(Elf64_Nhdr);
+    if (hdr->n_namesz > notes.size() || hdr->n_descsz > notes.size()) {
+      return;
+    }
     uint64_t name_end = off + align4(hdr->n_namesz);
     uint64_t desc_end = name_end + align4(hdr->n_descsz);
-    if (hdr->n_namesz > notes.size() || hdr->n_descsz > notes.size() || desc_end > notes.size()) {
-      return std::nullopt;
+    if (desc_end > notes.size()) {
+      return;
     }
     std::string_view name(reinterpret_cast<const char*>(notes.data() + off),
                           hdr->n_namesz > 0 ? hdr->n_namesz - 1 : 0);
-    if (name == PETREL_NOTE_NAME && hdr->n_type == PETREL_NOTE_GUEST_KIT &&
-        hdr->n_descsz >= sizeof(uint32_t)) {
-      return read_at<uint32_t>(notes, name_end);
+    if (hdr->n_descsz >= sizeof(uint32_t)) {
+      if (name == PETREL_NOTE_NAME && hdr->n_type == PETREL_NOTE_GUEST_KIT) {
+        found.petrel_flags = read_at<uint32_t>(notes, name_end);
+      } else if (name == "Xen" && hdr->n_type == kXenElfnotePhys32Entry) {
+        found.pvh_entry = read_at<uint32_t>(notes, name_end);
+      }
     }
     off = desc_end;
   }
-  return std::nullopt;
 }
 
 }  // namespace
@@ -74,7 +87,8 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
   }
 
   LoadedElf out{GuestAddress(ehdr->e_entry), GuestAddress(UINT64_MAX), GuestAddress(0),
-                std::nullopt};
+                std::nullopt, std::nullopt};
+  Notes notes;
   bool entry_loaded = false;
   for (uint16_t i = 0; i < ehdr->e_phnum; ++i) {
     auto phdr = read_at<Elf64_Phdr>(image, ehdr->e_phoff + uint64_t{i} * sizeof(Elf64_Phdr));
@@ -86,9 +100,7 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
     }
     auto contents = image.subspan(phdr->p_offset, phdr->p_filesz);
     if (phdr->p_type == PT_NOTE) {
-      if (auto flags = find_petrel_note(contents)) {
-        out.petrel_guest_flags = flags;
-      }
+      scan_notes(contents, notes);
       continue;
     }
     if (phdr->p_type != PT_LOAD || phdr->p_memsz == 0) {
@@ -113,10 +125,16 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
     std::memset(dest->data() + contents.size(), 0, phdr->p_memsz - phdr->p_filesz);
     out.lowest = std::min(out.lowest, start);
     out.end = std::max(out.end, start + phdr->p_memsz);
-    // The entry is a virtual address; compare it with the segment's virtual range.
+    // e_entry is virtual (a vmlinux links at 0xffffffff81000000); the vCPU starts with an
+    // identity map, so enter at the matching physical address.
     if (ehdr->e_entry >= phdr->p_vaddr && ehdr->e_entry - phdr->p_vaddr < phdr->p_memsz) {
       entry_loaded = true;
+      out.entry = start + (ehdr->e_entry - phdr->p_vaddr);
     }
+  }
+  out.petrel_guest_flags = notes.petrel_flags;
+  if (notes.pvh_entry) {
+    out.pvh_entry = GuestAddress(*notes.pvh_entry);
   }
   if (out.end == GuestAddress(0)) {
     return bad_elf("ELF has no loadable segment");

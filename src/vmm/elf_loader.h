@@ -19,6 +19,8 @@ struct LoadedElf {
   GuestAddress end;     // one past the highest byte loaded (incl. .bss)
   // The PETREL_GUEST_* flags of a "petrel" ELF note (guest_abi.h), when the image has one.
   std::optional<uint32_t> petrel_guest_flags;
+  // The 32-bit PVH entry of a Linux vmlinux built with CONFIG_PVH (XEN_ELFNOTE_PHYS32_ENTRY).
+  std::optional<GuestAddress> pvh_entry;
 };
 
 // `image` is the whole file. Segments must lie in RAM at or above layout::kKernelMin.

@@ -36,7 +36,7 @@ constexpr uint64_t gdt_entry(uint16_t flags, uint32_t base, uint32_t limit) {
 
 constexpr std::array<uint64_t, 5> kGdt = {
     0,
-    0,
+    gdt_entry(0xc09b, 0, 0xfffff),  // 0x08: 32-bit code, present, DPL 0 (PVH entry)
     gdt_entry(0xa09b, 0, 0xfffff),  // 0x10: 64-bit code, present, DPL 0, accessed
     gdt_entry(0xc093, 0, 0xfffff),  // 0x18: data, read/write, accessed
     gdt_entry(0x808b, 0, 0xfffff),  // 0x20: 64-bit TSS (busy)
@@ -101,6 +101,16 @@ kvm_sregs long_mode_sregs(kvm_sregs sregs) {
   sregs.cr3 = layout::kPml4.value();
   sregs.cr4 = kCr4Pae;
   sregs.efer = kEferLme | kEferLma;
+  return sregs;
+}
+
+kvm_sregs protected_mode_sregs(kvm_sregs sregs) {
+  sregs = long_mode_sregs(sregs);
+  sregs.cs = segment_from_gdt(kGdt[layout::kBootCs32 / 8], layout::kBootCs32);
+  sregs.cr0 = kCr0Pe | kCr0Et;
+  sregs.cr3 = 0;
+  sregs.cr4 = 0;
+  sregs.efer = 0;
   return sregs;
 }
 

@@ -33,4 +33,7 @@ Result<void> setup_long_mode_vcpu(const KvmVcpu& vcpu, const LongModeEntry& entr
 // The flat 64-bit segment set used at entry (exposed for unit tests).
 kvm_sregs long_mode_sregs(kvm_sregs base);
 
+// 32-bit protected mode, paging off, flat segments (the PVH entry state, pvh.pandoc).
+kvm_sregs protected_mode_sregs(kvm_sregs base);
+
 }  // namespace petrel

@@ -42,6 +42,11 @@ constexpr std::array<CpuidMask, 3> kEmulatedHidden = {{
      bit(27)},                                                           // RDTSCP
 }};
 
+// XSAVE/XRSTOR, CLAC/STAC (SMAP), SMEP, RDFSBASE & co. and POPCNT (X86_FEATURE_POPCNT =
+// word 4 bit 23 = 151) are not emulated; Linux 6.1 honours these switches.
+constexpr std::string_view kLinuxEmulatedCmdline =
+    "noxsave nosmap nosmep nofsgsbase clearcpuid=151";
+
 }  // namespace
 
 Result<PvmHost> PvmHost::detect(const KvmSystem& kvm) {
@@ -77,6 +82,13 @@ void PvmHost::adjust_cpuid(std::vector<kvm_cpuid_entry2>& entries, ExecMode mode
       }
     }
   }
+}
+
+std::string_view PvmHost::linux_cmdline_extra(ExecMode mode) const {
+  if (mode != ExecMode::kPvmEmulated) {
+    return {};
+  }
+  return kLinuxEmulatedCmdline;
 }
 
 Result<void> PvmHost::enable_native(const KvmVcpu& vcpu, GuestAddress vif_page) const {

@@ -11,6 +11,7 @@
 #include "vmm/base/kvm_abi.h"
 
 #include <cstdint>
+#include <string_view>
 #include <vector>
 
 #include "vmm/base/guest_address.h"
@@ -49,6 +50,11 @@ class PvmHost {
   // XSAVE/XRSTOR, POPCNT, CLAC/STAC, AVX, BMI, SSE4, ...). Only in kPvmEmulated mode; in
   // native mode the guest sees the host CPUID anyway (CPUID does not trap).
   void adjust_cpuid(std::vector<kvm_cpuid_entry2>& entries, ExecMode mode) const;
+
+  // Kernel parameters that keep a Linux guest off what PVM's emulator cannot run when CPUID
+  // alone cannot hide it (this host answers CPUID leaves 1 and 7 partly from the hardware).
+  // Empty unless `mode` is kPvmEmulated.
+  std::string_view linux_cmdline_extra(ExecMode mode) const;
 
   // Registers the VIF page (must be inside a memory slot) on a vCPU. kPvmNative only.
   Result<void> enable_native(const KvmVcpu& vcpu, GuestAddress vif_page) const;

@@ -11,14 +11,19 @@
 
 #include "devices/exit_device.h"
 #include "devices/i8042.h"
+#include "vmm/acpi_tables.h"
 #include "vmm/base/read_file.h"
 #include "vmm/boot_info.h"
+#include "vmm/boot_msrs.h"
 #include "vmm/console_input.h"
-#include "vmm/elf_loader.h"
+#include "vmm/cpuid.h"
 #include "vmm/guest_abi.h"
 #include "vmm/kvm_irq_line.h"
 #include "vmm/layout.h"
+#include "vmm/linux_boot.h"
 #include "vmm/long_mode.h"
+#include "vmm/mp_table.h"
+#include "vmm/pvh.h"
 
 namespace petrel {
 
@@ -123,40 +128,78 @@ Result<void> Vm::setup_devices(const VmConfig& config) {
 
 Result<void> Vm::load_guest(const VmConfig& config) {
   PETREL_TRY_ASSIGN(auto image, read_file(config.kernel, config.memory_bytes));
-  auto loaded = load_elf(memory_, image);
+  auto loaded = load_kernel(memory_, image);
   if (!loaded) {
     return std::move(loaded).error().context(
         fmt::format("loading kernel {}", config.kernel.string()));
   }
-  bool native_capable =
-      loaded->petrel_guest_flags && (*loaded->petrel_guest_flags & PETREL_GUEST_PVM_NATIVE) != 0;
+  const bool petrel_guest = loaded->protocol == BootProtocol::kPetrelGuest;
+  const bool native_capable =
+      petrel_guest && (*loaded->petrel_guest_flags & PETREL_GUEST_PVM_NATIVE) != 0;
   mode_ = pvm_.choose_mode(native_capable, config.pvm_mode == PvmMode::kEmulated);
-  bool native = mode_ == ExecMode::kPvmNative;
+  const bool native = mode_ == ExecMode::kPvmNative;
+  spdlog::info("kernel {}: {}", config.kernel.string(), to_string(loaded->protocol));
 
   PETREL_TRY(
       write_long_mode_tables(memory_, config.memory_bytes + layout::kFourGiB.value(), native));
-  PETREL_TRY(write_boot_info(
-      memory_, BootInfoParams{config.vcpus, native, layout::kPvmVifPage, config.cmdline}));
-  PETREL_TRY(create_vcpus(config, native_capable));
-  return setup_long_mode_vcpu(vcpus_.front()->kvm(), LongModeEntry{loaded->entry, layout::kBootInfo,
-                                                                   layout::kBootStackTop});
+  PETREL_TRY(create_vcpus(config));
+  const KvmVcpu& bsp = vcpus_.front()->kvm();
+  if (petrel_guest) {
+    if (!config.initrd.empty()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "an initrd is for Linux kernels; this kernel is a petrel test guest");
+    }
+    PETREL_TRY(write_boot_info(
+        memory_, BootInfoParams{config.vcpus, native, layout::kPvmVifPage, config.cmdline}));
+    return setup_long_mode_vcpu(
+        bsp, LongModeEntry{loaded->entry, layout::kBootInfo, layout::kBootStackTop});
+  }
+  return boot_linux(config, *loaded);
 }
 
-Result<void> Vm::create_vcpus(const VmConfig& config, bool /*guest_native_capable*/) {
-  PETREL_TRY_ASSIGN(auto cpuid, kvm_.supported_cpuid());
-  pvm_.adjust_cpuid(cpuid, mode_);
+Result<void> Vm::boot_linux(const VmConfig& config, const LoadedKernel& kernel) {
+  std::string cmdline = config.cmdline;
+  std::string_view extra = pvm_.linux_cmdline_extra(mode_);
+  if (!extra.empty()) {
+    cmdline += cmdline.empty() ? "" : " ";
+    cmdline += extra;
+  }
+  PETREL_TRY(write_cmdline(memory_, cmdline, linux_cmdline_max(kernel.bzimage_header)));
+
+  std::optional<InitrdLocation> initrd;
+  if (!config.initrd.empty()) {
+    PETREL_TRY_ASSIGN(auto bytes, read_file(config.initrd, config.memory_bytes));
+    uint64_t max_end = kernel.bzimage_header ? uint64_t{kernel.bzimage_header->initrd_addr_max} + 1
+                                             : layout::kFourGiB.value();
+    auto placed = load_initrd(memory_, bytes, kernel.end, max_end);
+    if (!placed) {
+      return std::move(placed).error().context(
+          fmt::format("loading initrd {}", config.initrd.string()));
+    }
+    initrd = *placed;
+  }
+  PETREL_TRY_ASSIGN(GuestAddress rsdp, write_acpi_tables(memory_, AcpiConfig{config.vcpus}));
+  PETREL_TRY(write_mp_table(memory_, config.vcpus));
+
+  const KvmVcpu& bsp = vcpus_.front()->kvm();
+  if (kernel.protocol == BootProtocol::kPvh) {
+    PETREL_TRY(write_pvh_start_info(memory_, PvhParams{layout::kCmdline, initrd, rsdp}));
+    return setup_pvh_vcpu(bsp, kernel.entry);
+  }
+  PETREL_TRY(write_zero_page(
+      memory_, ZeroPageParams{kernel.bzimage_header, layout::kCmdline, initrd, rsdp}));
+  return setup_long_mode_vcpu(
+      bsp, LongModeEntry{kernel.entry, layout::kZeroPage, layout::kBootStackTop});
+}
+
+Result<void> Vm::create_vcpus(const VmConfig& config) {
+  PETREL_TRY_ASSIGN(auto supported, kvm_.supported_cpuid());
+  pvm_.adjust_cpuid(supported, mode_);
+  PETREL_TRY_ASSIGN(auto msr_list, kvm_.msr_index_list());
   for (uint32_t id = 0; id < config.vcpus; ++id) {
     PETREL_TRY_ASSIGN(KvmVcpu kvm_vcpu, vm_.create_vcpu(id));
-    auto vcpu_cpuid = cpuid;
-    for (auto& e : vcpu_cpuid) {
-      if (e.function == 0x1) {
-        e.ebx = (e.ebx & 0x00ffffff) | (id << 24);  // initial APIC ID
-        e.ecx |= 1u << 31;                          // running under a hypervisor
-      } else if (e.function == 0xb || e.function == 0x1f) {
-        e.edx = id;  // x2APIC ID
-      }
-    }
-    PETREL_TRY(kvm_vcpu.set_cpuid(vcpu_cpuid));
+    PETREL_TRY(kvm_vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus)));
+    PETREL_TRY(set_boot_msrs(kvm_vcpu, msr_list));
     if (mode_ == ExecMode::kPvmNative && id == 0) {
       PETREL_TRY(pvm_.enable_native(kvm_vcpu, layout::kPvmVifPage));
     }

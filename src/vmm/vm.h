@@ -17,6 +17,7 @@
 #include "vmm/base/guest_memory.h"
 #include "vmm/base/kvm_system.h"
 #include "vmm/base/kvm_vm.h"
+#include "vmm/kernel_loader.h"
 #include "vmm/pvm_host.h"
 #include "vmm/serial_socket.h"
 #include "vmm/stop_latch.h"
@@ -46,7 +47,8 @@ class Vm {
  private:
   Result<void> setup_devices(const VmConfig& config);
   Result<void> load_guest(const VmConfig& config);
-  Result<void> create_vcpus(const VmConfig& config, bool guest_native_capable);
+  Result<void> boot_linux(const VmConfig& config, const LoadedKernel& kernel);
+  Result<void> create_vcpus(const VmConfig& config);
   void stop_vcpus();
 
   KvmSystem kvm_;

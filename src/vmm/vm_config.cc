@@ -92,7 +92,10 @@ Result<void> validate_config(const VmConfig& config) {
   if (config.kernel.empty()) {
     return field_error("kernel", "required: the guest kernel image");
   }
-  PETREL_TRY(in_field("kernel", check_kernel(config.kernel)));
+  PETREL_TRY(in_field("kernel", check_input_file(config.kernel)));
+  if (!config.initrd.empty()) {
+    PETREL_TRY(in_field("initrd", check_input_file(config.initrd)));
+  }
   PETREL_TRY(in_field("cmdline", check_cmdline(config.cmdline)));
   PETREL_TRY(in_field("memory", check_memory(config.memory_bytes)));
   if (config.vcpus < kMinVcpus || config.vcpus > kMaxVcpus) {
@@ -125,6 +128,9 @@ nlohmann::json config_to_json(const VmConfig& config) {
   };
   if (!config.kernel.empty()) {
     out["kernel"] = config.kernel.string();
+  }
+  if (!config.initrd.empty()) {
+    out["initrd"] = config.initrd.string();
   }
   return out;
 }

@@ -43,6 +43,7 @@ inline constexpr size_t kMaxCmdlineLength = 4095;
 struct VmConfig {
   std::string name = "petrel";           // [A-Za-z0-9._-]{1,64}
   std::filesystem::path kernel;          // required by validate_config; a readable regular file
+  std::filesystem::path initrd;          // optional initial ramdisk (empty: none); as kernel
   std::string cmdline;                   // at most 4095 bytes, no NUL or newline
   uint64_t memory_bytes = 256ull << 20;  // kMinMemoryBytes..kMaxMemoryBytes, multiple of 4 KiB
   uint32_t vcpus = 1;                    // kMinVcpus..kMaxVcpus
@@ -57,17 +58,18 @@ struct VmConfig {
 // Parses a JSON config document (format: docs/config.md). Keys left out keep the VmConfig
 // defaults; unknown keys, duplicate keys, wrong types and out-of-range values are refused with
 // kInvalidArgument and a message naming the field ("config: field \"vcpus\": ..."). Relative
-// paths are returned as written. Context-dependent checks (kernel present and readable, serial
-// file's or socket's directory exists) are left to validate_config. Never throws.
+// paths are returned as written. Context-dependent checks (kernel present and readable, initrd
+// readable, serial file's or socket's directory exists) are left to validate_config. Never throws.
 Result<VmConfig> parse_config_json(std::string_view text);
 
-// Reads and parses the config file `path`; relative paths inside it (kernel, serial.path) are
-// resolved against the file's directory. Read failures are kNotFound/kIo; parse errors carry
+// Reads and parses the config file `path`; relative paths inside it (kernel, initrd, serial.path)
+// are resolved against the file's directory. Read failures are kNotFound/kIo; parse errors carry
 // `path` as context. Does not call validate_config, so a file may leave out the kernel.
 Result<VmConfig> load_config_file(const std::filesystem::path& path);
 
-// Checks every field of a complete config, including that the kernel is given and readable
-// (kNotFound when missing). Messages name the field as parse_config_json does.
+// Checks every field of a complete config, including that the kernel is given and readable and
+// that the initrd, if set, is readable (kNotFound when missing). Messages name the field as
+// parse_config_json does.
 Result<void> validate_config(const VmConfig& config);
 
 // The JSON form of `config`, accepted by parse_config_json (which returns an equal VmConfig).

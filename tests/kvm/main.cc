@@ -35,8 +35,8 @@ int main(int argc, char** argv) {
     }
     if (arg == "--require=hw" && petrel::test::host_is_pvm()) {
       return skip(
-          "needs ordinary hardware KVM (VT-x/AMD-V); this host's KVM is PVM, whose emulated "
-          "mode cannot run this guest code");
+          "needs ordinary hardware KVM (VT-x/AMD-V): this host's KVM is PVM, on which a guest's "
+          "user space cannot run (returning to user mode needs PVM's own paravirtual protocol)");
     }
     if (arg.starts_with("--require=")) {
       continue;

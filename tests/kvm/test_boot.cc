@@ -279,7 +279,7 @@ TEST_CASE("images that are not kernels are refused before the guest starts", "[b
   auto r = run_process(petrel_binary(), {"run", "--kernel", dir.path + "/junk.bin"});
   CHECK(r.exit_code == 1);
   CHECK(r.out.empty());
-  CHECK_THAT(r.err, Contains("not an ELF file"));
+  CHECK_THAT(r.err, Contains("not a kernel image"));
 
   // Truncated: the first 200 bytes of a real guest image.
   auto image = slurp(guest_image("hello"));

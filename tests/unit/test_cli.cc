@@ -60,15 +60,35 @@ TEST_CASE("the command line selects help, version or run", "[cli]") {
 TEST_CASE("petrel run reads every flag in both forms", "[cli]") {
   ScratchDir dir;
   std::string kernel = dir.write("vmlinux", "kernel").string();
+  std::string initrd = dir.write("initramfs.cpio.gz", "ramdisk").string();
   std::string console = (dir.path() / "console.log").string();
 
-  auto spaced = parse({"run", "--kernel", kernel, "--cmdline", "console=ttyS0 quiet", "--memory",
-                       "1G", "--vcpus", "4", "--serial", "file:" + console, "--log-level", "debug",
-                       "--log-format", "json", "--name", "vm-1", "--pvm-mode", "emulated"});
+  auto spaced = parse({"run",
+                       "--kernel",
+                       kernel,
+                       "--initrd",
+                       initrd,
+                       "--cmdline",
+                       "console=ttyS0 quiet",
+                       "--memory",
+                       "1G",
+                       "--vcpus",
+                       "4",
+                       "--serial",
+                       "file:" + console,
+                       "--log-level",
+                       "debug",
+                       "--log-format",
+                       "json",
+                       "--name",
+                       "vm-1",
+                       "--pvm-mode",
+                       "emulated"});
   REQUIRE(spaced.ok());
   CHECK(spaced->kind == CliCommandKind::kRun);
   const petrel::VmConfig& config = spaced->config;
   CHECK(config.kernel == kernel);
+  CHECK(config.initrd == initrd);
   CHECK(config.cmdline == "console=ttyS0 quiet");
   CHECK(config.memory_bytes == 1ull << 30);
   CHECK(config.vcpus == 4);
@@ -80,9 +100,9 @@ TEST_CASE("petrel run reads every flag in both forms", "[cli]") {
   CHECK(config.pvm_mode == PvmMode::kEmulated);
 
   auto with_equals =
-      parse({"run", "--kernel=" + kernel, "--cmdline=console=ttyS0 quiet", "--memory=1G",
-             "--vcpus=4", "--serial=file:" + console, "--log-level=debug", "--log-format=json",
-             "--name=vm-1", "--pvm-mode=emulated"});
+      parse({"run", "--kernel=" + kernel, "--initrd=" + initrd, "--cmdline=console=ttyS0 quiet",
+             "--memory=1G", "--vcpus=4", "--serial=file:" + console, "--log-level=debug",
+             "--log-format=json", "--name=vm-1", "--pvm-mode=emulated"});
   REQUIRE(with_equals.ok());
   CHECK(with_equals->config == config);
 
@@ -91,6 +111,7 @@ TEST_CASE("petrel run reads every flag in both forms", "[cli]") {
   petrel::VmConfig expected;
   expected.kernel = kernel;
   CHECK(defaults->config == expected);
+  CHECK(defaults->config.initrd.empty());
 
   CHECK(parse({"run", "--kernel", kernel, "--serial", "none"})->config.serial.mode ==
         SerialMode::kNone);
@@ -153,6 +174,34 @@ TEST_CASE("petrel run refuses bad values naming the flag", "[cli]") {
   CHECK(cli_error({"run", "--kernel="}) == "--kernel: must not be empty");
 }
 
+TEST_CASE("petrel run refuses a bad --initrd", "[cli]") {
+  ScratchDir dir;
+  std::string kernel = dir.write("vmlinux", "kernel").string();
+
+  std::string missing = (dir.path() / "initrd.img").string();
+  auto not_found = parse({"run", "--kernel", kernel, "--initrd", missing});
+  REQUIRE_FALSE(not_found.ok());
+  CHECK(not_found.error().code() == ErrorCode::kNotFound);
+  CHECK(not_found.error().to_string() == "--initrd: " + missing + ": No such file or directory");
+
+  auto directory = parse({"run", "--kernel", kernel, "--initrd", dir.path().string()});
+  REQUIRE_FALSE(directory.ok());
+  CHECK(directory.error().code() == ErrorCode::kInvalidArgument);
+  CHECK(directory.error().to_string() ==
+        "--initrd: " + dir.path().string() + ": not a regular file");
+
+  CHECK(cli_error({"run", "--kernel", kernel, "--initrd="}) == "--initrd: must not be empty");
+  CHECK(cli_error({"run", "--kernel", kernel, "--initrd"}) ==
+        "--initrd: missing value (PATH), e.g. --initrd ./initramfs.cpio.gz");
+  std::string initrd = dir.write("initrd.cpio", "ramdisk").string();
+  CHECK(cli_error({"run", "--kernel", kernel, "--initrd", initrd, "--initrd", initrd}) ==
+        "--initrd: given more than once");
+  CHECK(cli_error({"run", "--initrd", initrd}) ==
+        "run: --kernel is required (or \"kernel\" in the --config file)");
+  CHECK(cli_error({"run", "--kernel", kernel, "--initramfs", initrd}) ==
+        "run: unknown flag \"--initramfs\"; see petrel run --help");
+}
+
 TEST_CASE("petrel run refuses malformed flag lists", "[cli]") {
   ScratchDir dir;
   std::string kernel = dir.write("vmlinux", "kernel").string();
@@ -179,8 +228,11 @@ TEST_CASE("flags override --config values in any order", "[cli]") {
   ScratchDir dir;
   dir.write("kernels/vmlinux", "kernel");
   std::string other_kernel = dir.write("other/bzImage", "kernel").string();
+  dir.write("kernels/initrd.img", "ramdisk");
+  std::string other_initrd = dir.write("other/initrd.img", "ramdisk").string();
   std::string file = dir.write("vm.json", R"({"name": "from-file", "kernel": "kernels/vmlinux",
-      "memory": "512M", "vcpus": 2, "log": {"level": "warn", "format": "json"}})")
+      "initrd": "kernels/initrd.img", "memory": "512M", "vcpus": 2,
+      "log": {"level": "warn", "format": "json"}})")
                          .string();
 
   auto merged = parse({"run", "--vcpus", "4", "--config", file, "--log-level=debug"});
@@ -192,10 +244,16 @@ TEST_CASE("flags override --config values in any order", "[cli]") {
   CHECK(merged->config.memory_bytes == 512ull << 20);
   CHECK(merged->config.log_format == LogFormat::kJson);
   CHECK(merged->config.kernel == dir.path() / "kernels/vmlinux");
+  CHECK(merged->config.initrd == dir.path() / "kernels/initrd.img");
 
   auto kernel_flag = parse({"run", "--kernel", other_kernel, "--config=" + file});
   REQUIRE(kernel_flag.ok());
   CHECK(kernel_flag->config.kernel == other_kernel);
+  CHECK(kernel_flag->config.initrd == dir.path() / "kernels/initrd.img");
+
+  auto initrd_flag = parse({"run", "--config", file, "--initrd", other_initrd});
+  REQUIRE(initrd_flag.ok());
+  CHECK(initrd_flag->config.initrd == other_initrd);
 
   std::string no_kernel = dir.write("no-kernel.json", R"({"vcpus": 3})").string();
   CHECK(cli_error({"run", "--config", no_kernel}) ==
@@ -221,6 +279,21 @@ TEST_CASE("petrel run reports --config file errors", "[cli]") {
             ": No such file or directory");
   CHECK(parse({"run", "--config", bad_kernel, "--kernel", kernel}).ok());
 
+  std::string bad_initrd =
+      dir.write("bad-initrd.json", R"({"kernel": "vmlinux", "initrd": "gone/initrd.img"})")
+          .string();
+  auto initrd_not_found = parse({"run", "--config", bad_initrd});
+  REQUIRE_FALSE(initrd_not_found.ok());
+  CHECK(initrd_not_found.error().code() == ErrorCode::kNotFound);
+  CHECK(initrd_not_found.error().to_string() ==
+        bad_initrd + ": config: field \"initrd\": " + (dir.path() / "gone/initrd.img").string() +
+            ": No such file or directory");
+  std::string initrd = dir.write("initrd.img", "ramdisk").string();
+  CHECK(parse({"run", "--config", bad_initrd, "--initrd", initrd}).ok());
+  std::string empty_initrd = dir.write("empty-initrd.json", R"({"initrd": ""})").string();
+  CHECK(cli_error({"run", "--config", empty_initrd, "--kernel", kernel}) ==
+        empty_initrd + ": config: field \"initrd\": must not be empty");
+
   std::string bad_value = dir.write("bad-value.json", R"({"vcpus": 0})").string();
   CHECK(cli_error({"run", "--config", bad_value, "--vcpus", "2"}) ==
         bad_value + ": config: field \"vcpus\": expected an integer from 1 to 254, got 0");
@@ -228,8 +301,8 @@ TEST_CASE("petrel run reports --config file errors", "[cli]") {
 
 TEST_CASE("usage_text documents every flag with an example", "[cli]") {
   std::string usage = petrel::usage_text();
-  for (const char* flag : {"--kernel PATH", "--cmdline STR", "--memory SIZE", "--vcpus N",
-                           "--serial DEST", "--log-level LEVEL", "--log-format FORMAT",
+  for (const char* flag : {"--kernel PATH", "--initrd PATH", "--cmdline STR", "--memory SIZE",
+                           "--vcpus N", "--serial DEST", "--log-level LEVEL", "--log-format FORMAT",
                            "--name NAME", "--pvm-mode MODE", "--config FILE", "--help"}) {
     CHECK_THAT(usage, Catch::Contains(flag));
   }

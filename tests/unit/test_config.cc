@@ -1,10 +1,8 @@
-#include <sys/socket.h>
-#include <sys/un.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
 #include <cstdint>
-#include <cstring>
 #include <string>
 
 #include "scratch_dir.h"
@@ -38,19 +36,6 @@ std::string validate_error(const VmConfig& config) {
   auto valid = petrel::validate_config(config);
   REQUIRE_FALSE(valid.ok());
   return valid.error().to_string();
-}
-
-// Leaves a Unix socket file at `path` (nobody listening: a stale one).
-void bind_socket_file(const std::filesystem::path& path) {
-  int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  REQUIRE(fd >= 0);
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  REQUIRE(path.native().size() < sizeof(addr.sun_path));
-  std::memcpy(addr.sun_path, path.c_str(), path.native().size());
-  int rc = ::bind(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  ::close(fd);
-  REQUIRE(rc == 0);
 }
 
 }  // namespace
@@ -98,7 +83,8 @@ TEST_CASE("format_size prints the shortest exact form", "[config]") {
 
 TEST_CASE("parse_config_json reads every key", "[config]") {
   auto parsed = petrel::parse_config_json(R"({
-    "name": "demo", "kernel": "/boot/vmlinux", "cmdline": "console=ttyS0",
+    "name": "demo", "kernel": "/boot/vmlinux", "initrd": "/boot/initramfs.cpio.gz",
+    "cmdline": "console=ttyS0",
     "memory": "512M", "vcpus": 2,
     "serial": {"mode": "file", "path": "/tmp/console.log"},
     "log": {"level": "debug", "format": "json"},
@@ -107,6 +93,7 @@ TEST_CASE("parse_config_json reads every key", "[config]") {
   REQUIRE(parsed.ok());
   CHECK(parsed->name == "demo");
   CHECK(parsed->kernel == "/boot/vmlinux");
+  CHECK(parsed->initrd == "/boot/initramfs.cpio.gz");
   CHECK(parsed->cmdline == "console=ttyS0");
   CHECK(parsed->memory_bytes == 512ull << 20);
   CHECK(parsed->vcpus == 2);
@@ -118,15 +105,11 @@ TEST_CASE("parse_config_json reads every key", "[config]") {
 }
 
 TEST_CASE("parse_config_json keeps defaults and accepts the alternative forms", "[config]") {
+  // The serial forms are in test_config_serial.cc.
   CHECK(*petrel::parse_config_json("{}") == VmConfig{});
+  CHECK(petrel::parse_config_json("{}")->initrd.empty());
+  CHECK(petrel::parse_config_json(R"({"initrd": "initrd.img"})")->initrd == "initrd.img");
   CHECK(petrel::parse_config_json(R"({"memory": 268435456})")->memory_bytes == 256ull << 20);
-  auto serial = petrel::parse_config_json(R"({"serial": "file:out/console.log"})");
-  REQUIRE(serial.ok());
-  CHECK(serial->serial.mode == SerialMode::kFile);
-  CHECK(serial->serial.path == "out/console.log");
-  CHECK(petrel::parse_config_json(R"({"serial": "none"})")->serial.mode == SerialMode::kNone);
-  CHECK(petrel::parse_config_json(R"({"serial": {"mode": "stdio"}})")->serial.mode ==
-        SerialMode::kStdio);
   CHECK(petrel::parse_config_json(R"({"log": {"level": "off"}})")->log_format == LogFormat::kText);
 }
 
@@ -161,6 +144,16 @@ TEST_CASE("parse_config_json names the field of a bad value", "[config]") {
   CHECK(parse_error(R"({"kernel": ""})") == "config: field \"kernel\": must not be empty");
   CHECK(parse_error(R"({"kernel": null})") ==
         "config: field \"kernel\": expected a string, got null");
+  CHECK(parse_error(R"({"initrd": ""})") == "config: field \"initrd\": must not be empty");
+  CHECK(parse_error(R"({"initrd": null})") ==
+        "config: field \"initrd\": expected a string, got null");
+  CHECK(parse_error(R"({"initrd": ["a"]})") ==
+        "config: field \"initrd\": expected a string, got [\"a\"]");
+  CHECK(parse_error(R"({"initrd": "a\u0000b"})") ==
+        "config: field \"initrd\": must not contain a NUL byte");
+  CHECK(parse_error(R"({"initramfs": "x"})") == "config: unknown field \"initramfs\"");
+  CHECK(parse_error(R"({"initr": "x"})") ==
+        "config: unknown field \"initr\" (did you mean \"initrd\"?)");
 
   CHECK(parse_error(R"({"cmdline": "a\nb"})") ==
         "config: field \"cmdline\": must not contain a newline");
@@ -179,63 +172,6 @@ TEST_CASE("parse_config_json names the field of a bad value", "[config]") {
         "config: field \"log\": expected an object with \"level\" and/or \"format\", got \"info\"");
   CHECK(parse_error(R"({"pvm_mode": "fast"})") ==
         "config: field \"pvm_mode\": expected one of auto, emulated, got \"fast\"");
-}
-
-TEST_CASE("parse_config_json checks the serial settings", "[config]") {
-  CHECK(parse_error(R"({"serial": {"mode": "tty"}})") ==
-        "config: field \"serial.mode\": expected one of stdio, file, none, socket, got \"tty\"");
-  CHECK(parse_error(R"({"serial": {"mode": 1}})") ==
-        "config: field \"serial.mode\": expected a string, got 1");
-  CHECK(parse_error(R"({"serial": {}})") ==
-        "config: field \"serial.mode\": required: one of stdio, file, none, socket");
-  CHECK(parse_error(R"({"serial": {"mode": "file"}})") ==
-        "config: field \"serial.path\": required when serial.mode is \"file\"");
-  CHECK(parse_error(R"({"serial": {"mode": "file", "path": ""}})") ==
-        "config: field \"serial.path\": must not be empty");
-  CHECK(parse_error(R"({"serial": {"mode": "stdio", "path": "/x"}})") ==
-        "config: field \"serial.path\": only allowed when serial.mode is \"file\" or \"socket\"");
-  CHECK(parse_error(R"({"serial": "tty"})") ==
-        "config: field \"serial\": expected stdio, none, file:PATH or socket:PATH, got \"tty\"");
-  CHECK(parse_error(R"({"serial": "file:"})") ==
-        "config: field \"serial\": file: needs a path, e.g. file:/tmp/console.log");
-  CHECK(parse_error(R"({"serial": 3})") ==
-        "config: field \"serial\": expected \"stdio\", \"none\", \"file:PATH\", \"socket:PATH\" or "
-        "an object, got 3");
-}
-
-TEST_CASE("parse_config_json reads a socket console in both forms", "[config]") {
-  auto shorthand = petrel::parse_config_json(R"({"serial": "socket:/run/vm/console.sock"})");
-  REQUIRE(shorthand.ok());
-  CHECK(shorthand->serial.mode == SerialMode::kSocket);
-  CHECK(shorthand->serial.path == "/run/vm/console.sock");
-  auto object =
-      petrel::parse_config_json(R"({"serial": {"mode": "socket", "path": "console.sock"}})");
-  REQUIRE(object.ok());
-  CHECK(object->serial.mode == SerialMode::kSocket);
-  CHECK(object->serial.path == "console.sock");
-
-  std::string longest = "/" + std::string(petrel::kMaxSocketPathLength - 1, 's');
-  CHECK(petrel::parse_config_json(R"({"serial": "socket:)" + longest + R"("})")->serial.path ==
-        longest);
-}
-
-TEST_CASE("parse_config_json checks the socket console settings", "[config]") {
-  CHECK(parse_error(R"({"serial": "socket:"})") ==
-        "config: field \"serial\": socket: needs a path, e.g. socket:/tmp/console.sock");
-  CHECK(parse_error(R"({"serial": {"mode": "socket"}})") ==
-        "config: field \"serial.path\": required when serial.mode is \"socket\"");
-  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": ""}})") ==
-        "config: field \"serial.path\": must not be empty");
-  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": 7}})") ==
-        "config: field \"serial.path\": expected a string, got 7");
-
-  std::string too_long = "/" + std::string(petrel::kMaxSocketPathLength, 's');  // 108 bytes
-  CHECK(parse_error(R"({"serial": "socket:)" + too_long + R"("})") ==
-        "config: field \"serial\": the socket path is 108 bytes; a Unix socket address holds at "
-        "most 107");
-  CHECK(parse_error(R"({"serial": {"mode": "socket", "path": ")" + too_long + R"("}})") ==
-        "config: field \"serial.path\": the socket path is 108 bytes; a Unix socket address "
-        "holds at most 107");
 }
 
 TEST_CASE("parse_config_json refuses unknown and repeated fields", "[config]") {
@@ -268,6 +204,7 @@ TEST_CASE("config_to_json round-trips through parse_config_json", "[config]") {
   VmConfig config;
   config.name = "round.trip_1";
   config.kernel = "/boot/vmlinux";
+  config.initrd = "/boot/initramfs 1.cpio.gz";
   config.cmdline = "console=ttyS0 \"quoted\" \\ é";
   config.memory_bytes = (1ull << 30) + 4096;
   config.vcpus = 254;
@@ -278,22 +215,15 @@ TEST_CASE("config_to_json round-trips through parse_config_json", "[config]") {
 
   nlohmann::json json = petrel::config_to_json(config);
   CHECK(json["memory"] == "1048580K");
-  CHECK(json["serial"]["mode"] == "file");
+  CHECK(json["initrd"] == "/boot/initramfs 1.cpio.gz");
   auto parsed = petrel::parse_config_json(json.dump(2));
   REQUIRE(parsed.ok());
   CHECK(*parsed == config);
 
   VmConfig defaults;
-  VmConfig socket = config;
-  socket.serial = {SerialMode::kSocket, "/run/petrel/console.sock"};
-  nlohmann::json socket_json = petrel::config_to_json(socket);
-  CHECK(socket_json["serial"] ==
-        nlohmann::json{{"mode", "socket"}, {"path", "/run/petrel/console.sock"}});
-  CHECK(*petrel::parse_config_json(socket_json.dump()) == socket);
-
   nlohmann::json default_json = petrel::config_to_json(defaults);
   CHECK_FALSE(default_json.contains("kernel"));
-  CHECK(default_json["serial"] == nlohmann::json{{"mode", "stdio"}});
+  CHECK_FALSE(default_json.contains("initrd"));
   CHECK(*petrel::parse_config_json(default_json.dump()) == defaults);
 }
 
@@ -333,79 +263,70 @@ TEST_CASE("validate_config checks a complete config", "[config]") {
     config.cmdline = "a\nb";
     CHECK(validate_error(config) == "config: field \"cmdline\": must not contain a newline");
   }
-  SECTION("serial settings") {
-    config.serial = {SerialMode::kFile, {}};
-    CHECK(validate_error(config) ==
-          "config: field \"serial.path\": the file path must not be empty");
-    config.serial = {SerialMode::kStdio, "/tmp/x"};
-    CHECK(validate_error(config) ==
-          "config: field \"serial.path\": only allowed when serial.mode is \"file\" or "
-          "\"socket\"");
-    config.serial = {SerialMode::kFile, dir.path() / "no-such-dir" / "console.log"};
-    auto bad_dir = petrel::validate_config(config);
-    REQUIRE_FALSE(bad_dir.ok());
-    CHECK(bad_dir.error().code() == ErrorCode::kNotFound);
-    CHECK(bad_dir.error().to_string() ==
-          "config: field \"serial.path\": " + (dir.path() / "no-such-dir").string() +
-              ": No such file or directory");
-    config.serial = {SerialMode::kFile, dir.path()};
-    CHECK(validate_error(config) ==
-          "config: field \"serial.path\": " + dir.path().string() + ": is a directory");
-    config.serial = {SerialMode::kFile, dir.path() / "console.log"};
-    CHECK(petrel::validate_config(config).ok());
-  }
-  SECTION("socket console") {
-    config.serial = {SerialMode::kSocket, dir.path() / "console.sock"};
-    CHECK(petrel::validate_config(config).ok());
-    bind_socket_file(config.serial.path);  // a stale socket is accepted: petrel replaces it
+  SECTION("initrd") {
+    config.initrd = dir.write("initramfs.cpio.gz", "ramdisk");
     CHECK(petrel::validate_config(config).ok());
 
-    config.serial = {SerialMode::kSocket, {}};
+    config.initrd = dir.path() / "missing.cpio.gz";
+    auto missing_initrd = petrel::validate_config(config);
+    REQUIRE_FALSE(missing_initrd.ok());
+    CHECK(missing_initrd.error().code() == ErrorCode::kNotFound);
+    CHECK(missing_initrd.error().to_string() ==
+          "config: field \"initrd\": " + config.initrd.string() + ": No such file or directory");
+    config.initrd = dir.path() / "vmlinux" / "initrd";  // a file used as a directory
+    auto not_dir = petrel::validate_config(config);
+    REQUIRE_FALSE(not_dir.ok());
+    CHECK(not_dir.error().code() == ErrorCode::kNotFound);
+    CHECK(not_dir.error().to_string() ==
+          "config: field \"initrd\": " + config.initrd.string() + ": Not a directory");
+
+    config.initrd = dir.path();
+    auto directory = petrel::validate_config(config);
+    REQUIRE_FALSE(directory.ok());
+    CHECK(directory.error().code() == ErrorCode::kInvalidArgument);
+    CHECK(directory.error().to_string() ==
+          "config: field \"initrd\": " + dir.path().string() + ": not a regular file");
+
+    config.initrd = dir.path() / "fifo";
+    REQUIRE(::mkfifo(config.initrd.c_str(), 0600) == 0);
     CHECK(validate_error(config) ==
-          "config: field \"serial.path\": the socket path must not be empty");
-    config.serial = {SerialMode::kSocket, dir.write("console.log", "x")};
-    CHECK(validate_error(config) ==
-          "config: field \"serial.path\": " + config.serial.path.string() +
-              ": exists and is not a socket");
-    config.serial = {SerialMode::kSocket, dir.path()};
-    CHECK(validate_error(config) ==
-          "config: field \"serial.path\": " + dir.path().string() + ": exists and is not a socket");
-    config.serial = {SerialMode::kSocket, dir.path() / "no-such-dir" / "console.sock"};
-    auto bad_dir = petrel::validate_config(config);
-    REQUIRE_FALSE(bad_dir.ok());
-    CHECK(bad_dir.error().code() == ErrorCode::kNotFound);
-    CHECK(bad_dir.error().to_string() ==
-          "config: field \"serial.path\": " + (dir.path() / "no-such-dir").string() +
-              ": No such file or directory");
-    config.serial = {SerialMode::kSocket, dir.path() / std::string(120, 's')};
-    CHECK_THAT(validate_error(config),
-               Catch::StartsWith("config: field \"serial.path\": the socket path is ") &&
-                   Catch::EndsWith(" bytes; a Unix socket address holds at most 107"));
+          "config: field \"initrd\": " + config.initrd.string() + ": not a regular file");
+
+    if (::geteuid() != 0) {  // root reads a file without read permission
+      config.initrd = dir.write("secret.cpio", "ramdisk");
+      std::filesystem::permissions(config.initrd, std::filesystem::perms::none);
+      CHECK(validate_error(config) ==
+            "config: field \"initrd\": " + config.initrd.string() + ": Permission denied");
+    }
   }
 }
 
 TEST_CASE("load_config_file resolves relative paths against the file's directory", "[config]") {
   ScratchDir dir;
   std::filesystem::path kernel = dir.write("kernels/vmlinux", "kernel");
+  std::filesystem::path initrd = dir.write("kernels/initrd.img", "ramdisk");
   std::filesystem::create_directories(dir.path() / "logs");
-  std::filesystem::path file = dir.write(
-      "vm/demo.json",
-      R"({"kernel": "../kernels/vmlinux", "serial": "file:../logs/console.log", "vcpus": 3})");
+  std::filesystem::path file =
+      dir.write("vm/demo.json",
+                R"({"kernel": "../kernels/vmlinux", "initrd": "../kernels/initrd.img",
+          "serial": "file:../logs/console.log", "vcpus": 3})");
 
   auto loaded = petrel::load_config_file(file);
   REQUIRE(loaded.ok());
   CHECK(loaded->kernel == dir.path() / "vm" / "../kernels/vmlinux");
   CHECK(std::filesystem::equivalent(loaded->kernel, kernel));
+  CHECK(loaded->initrd == dir.path() / "vm" / "../kernels/initrd.img");
+  CHECK(std::filesystem::equivalent(loaded->initrd, initrd));
   CHECK(loaded->serial.path == dir.path() / "vm" / "../logs/console.log");
   CHECK(loaded->vcpus == 3);
   CHECK(petrel::validate_config(*loaded).ok());
 
-  std::filesystem::path socket = dir.write("vm/socket.json", R"({"serial": "socket:run/c.sock"})");
-  CHECK(petrel::load_config_file(socket)->serial.path == dir.path() / "vm" / "run/c.sock");
-
   std::filesystem::path absolute =
-      dir.write("abs.json", R"({"kernel": ")" + kernel.string() + R"("})");
+      dir.write("abs.json", R"({"kernel": ")" + kernel.string() + R"(", "initrd": ")" +
+                                initrd.string() + R"("})");
   CHECK(petrel::load_config_file(absolute)->kernel == kernel);
+  CHECK(petrel::load_config_file(absolute)->initrd == initrd);
+  CHECK(petrel::load_config_file(dir.write("none.json", "{}"))->initrd.empty());
 }
 
 TEST_CASE("load_config_file reports unreadable and invalid files", "[config]") {

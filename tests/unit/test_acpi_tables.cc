@@ -1,0 +1,360 @@
+// Parses the ACPI tables back out of guest memory the way an OS does (RSDP scan, XSDT walk),
+// reading every field at its offset in the ACPI 6.4 tables rather than through petrel's
+// structures.
+#include <algorithm>
+#include <array>
+#include <catch2/catch.hpp>
+#include <cstdint>
+#include <cstring>
+#include <map>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "vmm/acpi_dsdt.h"
+#include "vmm/acpi_tables.h"
+#include "vmm/base/guest_memory.h"
+#include "vmm/layout.h"
+
+using petrel::AcpiConfig;
+using petrel::GuestAddress;
+using petrel::GuestMemory;
+using petrel::GuestRegionSpec;
+namespace layout = petrel::layout;
+using Bytes = std::vector<uint8_t>;
+
+namespace {
+
+GuestMemory make_memory(uint64_t bytes = 16ull << 20) {
+  std::array specs{GuestRegionSpec{GuestAddress(0), bytes}};
+  auto mem = GuestMemory::create_anonymous(specs);
+  REQUIRE(mem.ok());
+  return std::move(mem).value();
+}
+
+Bytes read(const GuestMemory& mem, uint64_t addr, uint64_t len) {
+  Bytes out(len);
+  REQUIRE(mem.read(GuestAddress(addr), std::as_writable_bytes(std::span(out))).ok());
+  return out;
+}
+
+template <typename T>
+T le(const Bytes& b, size_t offset) {
+  REQUIRE(offset + sizeof(T) <= b.size());
+  T v;
+  std::memcpy(&v, b.data() + offset, sizeof(T));
+  return v;
+}
+
+std::string text(const Bytes& b, size_t offset, size_t len) {
+  REQUIRE(offset + len <= b.size());
+  return std::string(reinterpret_cast<const char*>(b.data() + offset), len);
+}
+
+uint8_t sum(const Bytes& b, size_t len) {
+  uint8_t s = 0;
+  for (size_t i = 0; i < len; ++i) {
+    s = static_cast<uint8_t>(s + b[i]);
+  }
+  return s;
+}
+
+// As Linux's acpi_find_root_pointer (drivers/acpi/acpica/tbxfroot.c): "RSD PTR " on a 16-byte
+// boundary in 0xe0000-0xfffff, the ACPI 1.0 checksum (20 bytes) and, for revision >= 2, the
+// extended checksum.
+std::optional<uint64_t> scan_for_rsdp(const GuestMemory& mem) {
+  const Bytes area = read(mem, 0xe0000, 0x20000);
+  for (size_t off = 0; off + 36 <= area.size(); off += 16) {
+    if (std::memcmp(area.data() + off, "RSD PTR ", 8) != 0) {
+      continue;
+    }
+    Bytes rsdp(area.begin() + static_cast<long>(off), area.begin() + static_cast<long>(off) + 36);
+    if (sum(rsdp, 20) != 0) {
+      continue;
+    }
+    if (rsdp[15] >= 2 && sum(rsdp, le<uint32_t>(rsdp, 20)) != 0) {
+      continue;
+    }
+    return 0xe0000 + off;
+  }
+  return std::nullopt;
+}
+
+struct Table {
+  uint64_t address;
+  Bytes bytes;
+};
+
+// Reads a System Description Table (ACPI 6.4 §5.2.6) and checks its length and checksum.
+Table read_table(const GuestMemory& mem, uint64_t addr, const char* signature) {
+  INFO("table " << signature << " at " << addr);
+  REQUIRE(addr >= layout::kAcpiTablesStart.value());
+  const Bytes header = read(mem, addr, 36);
+  CHECK(text(header, 0, 4) == signature);
+  const uint32_t length = le<uint32_t>(header, 4);
+  REQUIRE(length >= 36);
+  REQUIRE(addr + length <= layout::kAcpiTablesStart.value() + layout::kAcpiTablesSize);
+  Table t{addr, read(mem, addr, length)};
+  CHECK(sum(t.bytes, length) == 0);
+  CHECK(text(t.bytes, 10, 6) == "PETREL");
+  CHECK(text(t.bytes, 16, 8) == "PETRELVM");
+  return t;
+}
+
+struct Tables {
+  uint64_t rsdp;
+  Table xsdt;
+  std::map<std::string, Table> by_signature;  // what the XSDT lists
+  Table dsdt;
+};
+
+Tables parse(const GuestMemory& mem) {
+  auto rsdp_at = scan_for_rsdp(mem);
+  REQUIRE(rsdp_at.has_value());
+  const Bytes rsdp = read(mem, *rsdp_at, 36);
+  CHECK(text(rsdp, 9, 6) == "PETREL");
+  CHECK(rsdp[15] == 2);                 // revision
+  CHECK(le<uint32_t>(rsdp, 16) == 0);   // no RSDT
+  CHECK(le<uint32_t>(rsdp, 20) == 36);  // length
+  Table xsdt = read_table(mem, le<uint64_t>(rsdp, 24), "XSDT");
+  CHECK(xsdt.bytes[8] == 1);  // revision
+  REQUIRE((xsdt.bytes.size() - 36) % 8 == 0);
+  std::map<std::string, Table> tables;
+  for (size_t off = 36; off < xsdt.bytes.size(); off += 8) {
+    const uint64_t addr = le<uint64_t>(xsdt.bytes, off);
+    const std::string sig = text(read(mem, addr, 4), 0, 4);
+    CHECK(tables.count(sig) == 0);
+    tables.emplace(sig, read_table(mem, addr, sig.c_str()));
+  }
+  REQUIRE(tables.count("FACP") == 1);
+  const Bytes& fadt = tables.at("FACP").bytes;
+  REQUIRE(fadt.size() == 276);
+  const uint64_t x_dsdt = le<uint64_t>(fadt, 140);
+  CHECK(le<uint32_t>(fadt, 40) == x_dsdt);  // DSDT, where a 32-bit OS looks
+  Table dsdt = read_table(mem, x_dsdt, "DSDT");
+  return {*rsdp_at, std::move(xsdt), std::move(tables), std::move(dsdt)};
+}
+
+struct Madt {
+  uint32_t local_apic_address = 0;
+  uint32_t flags = 0;
+  std::vector<std::array<uint8_t, 8>> lapics;  // raw entries
+  std::vector<Bytes> ioapics;
+  std::vector<Bytes> overrides;
+  std::vector<Bytes> lapic_nmis;
+  int others = 0;
+};
+
+Madt parse_madt(const Bytes& t) {
+  Madt m;
+  m.local_apic_address = le<uint32_t>(t, 36);
+  m.flags = le<uint32_t>(t, 40);
+  size_t off = 44;
+  while (off < t.size()) {
+    REQUIRE(off + 2 <= t.size());
+    const uint8_t type = t[off];
+    const uint8_t length = t[off + 1];
+    REQUIRE(length >= 2);
+    REQUIRE(off + length <= t.size());
+    Bytes entry(t.begin() + static_cast<long>(off), t.begin() + static_cast<long>(off + length));
+    switch (type) {
+      case 0:
+        REQUIRE(length == 8);
+        m.lapics.push_back({});
+        std::memcpy(m.lapics.back().data(), entry.data(), 8);
+        break;
+      case 1:
+        REQUIRE(length == 12);
+        m.ioapics.push_back(entry);
+        break;
+      case 2:
+        REQUIRE(length == 10);
+        m.overrides.push_back(entry);
+        break;
+      case 4:
+        REQUIRE(length == 6);
+        m.lapic_nmis.push_back(entry);
+        break;
+      default:
+        ++m.others;
+    }
+    off += length;
+  }
+  CHECK(off == t.size());
+  return m;
+}
+
+// What iasl 20200925 emits (iasl -oa, no name optimization) for this ASL, the DSDT's body:
+//   Scope (\_SB) {
+//     Device (COM1) {
+//       Name (_HID, EisaId ("PNP0501"))
+//       Name (_UID, One)
+//       Name (_CRS, ResourceTemplate () {
+//         IO (Decode16, 0x03F8, 0x03F8, 0x00, 0x08)
+//         IRQNoFlags () {4}
+//       })
+//     }
+//     Device (KBD) {
+//       Name (_HID, EisaId ("PNP0303"))
+//       Name (_CRS, ResourceTemplate () {
+//         IO (Decode16, 0x0060, 0x0060, 0x01, 0x01)
+//         IO (Decode16, 0x0064, 0x0064, 0x01, 0x01)
+//         IRQNoFlags () {1}
+//       })
+//     }
+//   }
+const Bytes kDsdtAml = {
+    0x10, 0x43, 0x06, 0x5c, 0x5f, 0x53, 0x42, 0x5f, 0x5b, 0x82, 0x2b, 0x43, 0x4f, 0x4d, 0x31,
+    0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x05, 0x01, 0x08, 0x5f, 0x55, 0x49, 0x44,
+    0x01, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x10, 0x0a, 0x0d, 0x47, 0x01, 0xf8, 0x03, 0xf8,
+    0x03, 0x00, 0x08, 0x22, 0x10, 0x00, 0x79, 0x00, 0x5b, 0x82, 0x2d, 0x4b, 0x42, 0x44, 0x5f,
+    0x08, 0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x03, 0x03, 0x08, 0x5f, 0x43, 0x52, 0x53,
+    0x11, 0x18, 0x0a, 0x15, 0x47, 0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01, 0x47, 0x01, 0x64,
+    0x00, 0x64, 0x00, 0x01, 0x01, 0x22, 0x02, 0x00, 0x79, 0x00,
+};
+
+}  // namespace
+
+TEST_CASE("acpi: the RSDP is found by scanning, at the returned address", "[acpi]") {
+  auto mem = make_memory();
+  auto rsdp = petrel::write_acpi_tables(mem, AcpiConfig{2});
+  REQUIRE(rsdp.ok());
+  CHECK(*rsdp == layout::kRsdp);
+  auto found = scan_for_rsdp(mem);
+  REQUIRE(found.has_value());
+  CHECK(*found == rsdp->value());
+}
+
+TEST_CASE("acpi: XSDT lists the FADT and MADT; the FADT points at the DSDT", "[acpi]") {
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{1}).ok());
+  Tables t = parse(mem);
+  CHECK(t.by_signature.size() == 2);
+  CHECK(t.by_signature.count("APIC") == 1);
+  CHECK(t.dsdt.bytes[8] == 2);  // revision 2: 64-bit integers
+}
+
+TEST_CASE("acpi: the FADT describes a hardware-reduced PC", "[acpi]") {
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{1}).ok());
+  const Tables t = parse(mem);
+  const Bytes& f = t.by_signature.at("FACP").bytes;
+  CHECK(f[8] == 6);    // revision
+  CHECK(f[131] == 4);  // FADT minor version: 6.4
+  const uint32_t flags = le<uint32_t>(f, 112);
+  CHECK((flags & (1u << 20)) != 0);  // HW_REDUCED_ACPI
+  CHECK((flags & (1u << 4)) != 0);   // PWR_BUTTON: no fixed-feature power button
+  CHECK((flags & (1u << 10)) != 0);  // RESET_REG_SUP
+  // No SCI, SMI port, PM1/PM2/PM timer/GPE blocks, FACS.
+  CHECK(le<uint16_t>(f, 46) == 0);
+  CHECK(le<uint32_t>(f, 48) == 0);
+  for (size_t off = 56; off < 88; off += 4) {
+    CHECK(le<uint32_t>(f, off) == 0);
+  }
+  CHECK(le<uint32_t>(f, 36) == 0);
+  CHECK(le<uint64_t>(f, 132) == 0);
+  for (size_t off = 148; off < 268; ++off) {  // X_ blocks and the sleep registers
+    CHECK(f[off] == 0);
+  }
+  const uint16_t boot_arch = le<uint16_t>(f, 109);
+  CHECK(boot_arch == ((1u << 0) | (1u << 1) | (1u << 2) | (1u << 5)));  // +8042 +VGA absent, no RTC
+  // RESET_REG: system I/O, 8 bits at port 0x64; RESET_VALUE 0xfe (the i8042 reset).
+  CHECK(f[116] == 1);
+  CHECK(f[117] == 8);
+  CHECK(f[118] == 0);
+  CHECK(le<uint64_t>(f, 120) == 0x64);
+  CHECK(f[128] == 0xfe);
+  CHECK(text(f, 268, 8) == "PETRELVM");
+}
+
+TEST_CASE("acpi: cmos_rtc clears CMOS RTC Not Present", "[acpi]") {
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{1, true}).ok());
+  const Tables t = parse(mem);
+  const Bytes& f = t.by_signature.at("FACP").bytes;
+  CHECK((le<uint16_t>(f, 109) & (1u << 5)) == 0);
+}
+
+TEST_CASE("acpi: the MADT has a LAPIC per vCPU and the IOAPIC", "[acpi]") {
+  for (uint32_t vcpus : {1u, 2u, 7u, 64u, 254u}) {
+    INFO("vcpus " << vcpus);
+    auto mem = make_memory();
+    REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{vcpus}).ok());
+    Tables t = parse(mem);
+    const Bytes& table = t.by_signature.at("APIC").bytes;
+    CHECK(table[8] == 5);  // revision
+    Madt m = parse_madt(table);
+    CHECK(m.local_apic_address == 0xfee00000);
+    CHECK(m.flags == 1);  // PCAT_COMPAT
+    REQUIRE(m.lapics.size() == vcpus);
+    for (uint32_t i = 0; i < vcpus; ++i) {
+      CHECK(m.lapics[i][2] == i);  // ACPI processor UID
+      CHECK(m.lapics[i][3] == i);  // APIC ID
+      CHECK(m.lapics[i][4] == 1);  // enabled
+      CHECK(m.lapics[i][5] + m.lapics[i][6] + m.lapics[i][7] == 0);
+    }
+    REQUIRE(m.ioapics.size() == 1);
+    CHECK(m.ioapics[0][2] == vcpus);  // IOAPIC ID after the LAPICs'
+    CHECK(le<uint32_t>(m.ioapics[0], 4) == 0xfec00000);
+    CHECK(le<uint32_t>(m.ioapics[0], 8) == 0);  // GSI base
+    // KVM's default routing puts ISA IRQ n on pin n (the PIT on pin 0): no overrides.
+    CHECK(m.overrides.empty());
+    REQUIRE(m.lapic_nmis.size() == 1);
+    CHECK(m.lapic_nmis[0][2] == 0xff);  // all processors
+    CHECK(le<uint16_t>(m.lapic_nmis[0], 3) == 0);
+    CHECK(m.lapic_nmis[0][5] == 1);  // LINT1
+    CHECK(m.others == 0);
+  }
+}
+
+TEST_CASE("acpi: the DSDT's AML is what iasl makes of the ASL", "[acpi]") {
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{1}).ok());
+  Tables t = parse(mem);
+  const Bytes aml(t.dsdt.bytes.begin() + 36, t.dsdt.bytes.end());
+  CHECK(aml == kDsdtAml);
+  auto built = petrel::build_dsdt_aml();
+  REQUIRE(built.ok());
+  CHECK(*built == kDsdtAml);
+  // "PNP0501" as EISAID: DWordPrefix, 0x0105D041.
+  const Bytes hid{0x0c, 0x41, 0xd0, 0x05, 0x01};
+  CHECK(std::search(aml.begin(), aml.end(), hid.begin(), hid.end()) != aml.end());
+}
+
+TEST_CASE("acpi: tables stay inside the ACPI area and do not overlap", "[acpi]") {
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, AcpiConfig{254}).ok());
+  Tables t = parse(mem);
+  std::vector<std::pair<uint64_t, uint64_t>> spans{
+      {t.rsdp, t.rsdp + 36},
+      {t.xsdt.address, t.xsdt.address + t.xsdt.bytes.size()},
+      {t.dsdt.address, t.dsdt.address + t.dsdt.bytes.size()}};
+  for (const auto& [sig, table] : t.by_signature) {
+    spans.emplace_back(table.address, table.address + table.bytes.size());
+  }
+  std::sort(spans.begin(), spans.end());
+  for (size_t i = 0; i < spans.size(); ++i) {
+    CHECK(spans[i].first >= layout::kAcpiTablesStart.value());
+    CHECK(spans[i].second <= layout::kAcpiTablesStart.value() + layout::kAcpiTablesSize);
+    if (i > 0) {
+      CHECK(spans[i].first >= spans[i - 1].second);
+    }
+  }
+}
+
+TEST_CASE("acpi: vCPU counts out of range are refused", "[acpi]") {
+  auto mem = make_memory();
+  for (uint32_t vcpus : {0u, 255u, 1000u}) {
+    auto r = petrel::write_acpi_tables(mem, AcpiConfig{vcpus});
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == petrel::ErrorCode::kInvalidArgument);
+  }
+  CHECK_FALSE(scan_for_rsdp(mem).has_value());  // nothing written
+}
+
+TEST_CASE("acpi: guest memory that does not reach the ACPI area is an error", "[acpi]") {
+  auto mem = make_memory(512ull << 10);
+  auto r = petrel::write_acpi_tables(mem, AcpiConfig{1});
+  REQUIRE_FALSE(r.ok());
+  CHECK(r.error().to_string().find("ACPI") != std::string::npos);
+}
