@@ -21,7 +21,7 @@ fragment="$repo_root/configs/guest-kernel.config"
 out="$guest_cache/linux"
 srcdir="$guest_cache/src"
 build="$out/build"
-outputs=("$out/vmlinux" "$out/bzImage" "$out/config" "$out/kernel-release")
+outputs=("$out/vmlinux" "$out/vmlinux-nopvh" "$out/bzImage" "$out/config" "$out/kernel-release")
 
 config_only=
 force=
@@ -60,7 +60,7 @@ if [ -z "$force$config_only" ] && up_to_date "$out/.stamp" "$hash" "${outputs[@]
   log "up to date: $(rel "$out") (built meanwhile by another run); nothing to do"
   exit 0
 fi
-rm -f "$out/.stamp"
+[ -n "$config_only" ] || rm -f "$out/.stamp"
 start=$SECONDS
 
 # --- Source: extracted under guest-cache/src (never /usr/src) ----------------------------
@@ -147,6 +147,8 @@ for f in vmlinux arch/x86/boot/bzImage .config; do
   cp -f "$build/$f" "$out/.$(basename "$f").tmp"
 done
 mv -f "$out/.vmlinux.tmp" "$out/vmlinux"
+# The same kernel without its PVH note: tests enter it through the 64-bit boot protocol.
+python3 "$repo_root/scripts/strip-pvh-note.py" "$out/vmlinux" "$out/vmlinux-nopvh"
 mv -f "$out/.bzImage.tmp" "$out/bzImage"
 mv -f "$out/..config.tmp" "$out/config"
 echo "$release" >"$out/kernel-release"

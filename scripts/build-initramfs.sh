@@ -2,6 +2,10 @@
 # Builds guest-cache/initramfs.cpio.gz, the user space of petrel's Linux test guest:
 # busybox-static and an /init that mounts proc, sysfs and devtmpfs, prints the marker line
 # PETREL-INIT-OK and a few facts (kernel release, CPUs, MemTotal), then powers off.
+# Also builds guest-cache/initramfs-tiny.cpio: an uncompressed archive of one /init script
+# and a marker file, for kernel-space tests on hosts where user space cannot run (PVM): the
+# kernel unpacks it in a blink, where the busybox archive costs a minute under an
+# instruction emulator.
 # Does nothing when the archive exists and was built by the same script from the same
 # busybox-static version. See docs/guest-kernel.md.
 set -euo pipefail
@@ -11,13 +15,14 @@ prog="build-initramfs"
 . "$(dirname "$0")/lib/guest-common.sh"
 
 out="$guest_cache/initramfs.cpio.gz"
+tiny="$guest_cache/initramfs-tiny.cpio"
 stamp="$guest_cache/.initramfs.stamp"
 
 ensure_packages busybox-static cpio gzip file
 bb_ver="$(pkg_version busybox-static)"
 hash="$(printf 'busybox-static %s\n' "$bb_ver" |
   inputs_hash "$0" "$repo_root/scripts/lib/guest-common.sh")"
-if up_to_date "$stamp" "$hash" "$out"; then
+if up_to_date "$stamp" "$hash" "$out" && [ -f "$tiny" ]; then
   log "up to date: $(rel "$out") (busybox-static $bb_ver); nothing to do"
   exit 0
 fi
@@ -51,5 +56,15 @@ EOF
 chmod 755 "$staging/init"
 
 make_initramfs "$staging" "$out"
+
+tiny_staging="$staging/tiny"
+mkdir -p "$tiny_staging/etc"
+printf '#!/bin/sh\necho PETREL-TINY-INIT\n' >"$tiny_staging/init"
+chmod 755 "$tiny_staging/init"
+echo "petrel tiny initramfs" >"$tiny_staging/etc/petrel-marker"
+(cd "$tiny_staging" && find . -mindepth 1 | LC_ALL=C sort |
+  cpio --quiet -o -H newc --reproducible -R 0:0 >"$tiny.tmp")
+mv -f "$tiny.tmp" "$tiny"
 echo "$hash" >"$stamp"
+log "built $(rel "$tiny") ($(du -h --apparent-size "$tiny" | cut -f1))"
 log "built $(rel "$out") ($(du -h --apparent-size "$out" | cut -f1), busybox-static $bb_ver)"

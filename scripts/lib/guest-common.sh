@@ -85,7 +85,7 @@ rel() { printf '%s' "${1#"$repo_root"/}"; }
 make_initramfs() {
   local staging=$1 out=$2
   find "$staging" -exec touch -h -d @0 {} +
-  (cd "$staging" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0) |
+  (cd "$staging" && find . -mindepth 1 | LC_ALL=C sort | cpio --quiet -o -H newc -R 0:0 --reproducible) |
     gzip -n -9 >"$out.tmp"
   mv -f "$out.tmp" "$out"
 }

@@ -125,9 +125,11 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
     std::memset(dest->data() + contents.size(), 0, phdr->p_memsz - phdr->p_filesz);
     out.lowest = std::min(out.lowest, start);
     out.end = std::max(out.end, start + phdr->p_memsz);
-    // e_entry is virtual (a vmlinux links at 0xffffffff81000000); the vCPU starts with an
-    // identity map, so enter at the matching physical address.
-    if (ehdr->e_entry >= phdr->p_vaddr && ehdr->e_entry - phdr->p_vaddr < phdr->p_memsz) {
+    // e_entry is physical in a Linux vmlinux (ENTRY(phys_startup_64)) but virtual in other
+    // images; the vCPU starts with an identity map, so enter at the physical address.
+    if (ehdr->e_entry >= phdr->p_paddr && ehdr->e_entry - phdr->p_paddr < phdr->p_memsz) {
+      entry_loaded = true;
+    } else if (ehdr->e_entry >= phdr->p_vaddr && ehdr->e_entry - phdr->p_vaddr < phdr->p_memsz) {
       entry_loaded = true;
       out.entry = start + (ehdr->e_entry - phdr->p_vaddr);
     }

@@ -42,10 +42,11 @@ constexpr std::array<CpuidMask, 3> kEmulatedHidden = {{
      bit(27)},                                                           // RDTSCP
 }};
 
-// XSAVE/XRSTOR, CLAC/STAC (SMAP), SMEP, RDFSBASE & co. and POPCNT (X86_FEATURE_POPCNT =
-// word 4 bit 23 = 151) are not emulated; Linux 6.1 honours these switches.
-constexpr std::string_view kLinuxEmulatedCmdline =
-    "noxsave nosmap nosmep nofsgsbase clearcpuid=151";
+// Linux X86_FEATURE_* numbers (arch/x86/include/asm/cpufeatures.h: word * 32 + bit) of what
+// the emulator cannot run and CPUID leaves 1/7 cannot hide on this host: CX16 (141,
+// CMPXCHG16B), POPCNT (151), XSAVE (154), RDRAND (158), FSGSBASE (288), SMEP (295), RDSEED
+// (306), SMAP (308, CLAC/STAC). clearcpuid= takes numbers in every kernel that has it.
+constexpr std::string_view kLinuxEmulatedCmdline = "clearcpuid=141,151,154,158,288,295,306,308";
 
 }  // namespace
 
@@ -98,17 +99,26 @@ Result<void> PvmHost::enable_native(const KvmVcpu& vcpu, GuestAddress vif_page) 
 
 Result<bool> PvmHost::handle_emulation_failure(const KvmVcpu& vcpu,
                                                const InternalErrorExit& exit) const {
-  if (!is_pvm_ || exit.suberror != KVM_INTERNAL_ERROR_EMULATION || exit.insn_bytes.empty() ||
-      exit.insn_bytes[0] != 0xcc) {
+  if (!is_pvm_ || exit.suberror != KVM_INTERNAL_ERROR_EMULATION || exit.insn_bytes.empty()) {
     return false;
   }
-  // INT3 is a trap: #BP is delivered with RIP past the instruction (Intel SDM vol. 3A, 6.5).
+  const auto bytes = exit.insn_bytes;
+  uint8_t vector = 0;
   PETREL_TRY_ASSIGN(kvm_regs regs, vcpu.get_regs());
-  regs.rip += 1;
-  PETREL_TRY(vcpu.set_regs(regs));
+  if (bytes[0] == 0xcc) {
+    // INT3 is a trap: #BP is delivered with RIP past the instruction (Intel SDM vol. 3A, 6.5).
+    vector = 3;
+    regs.rip += 1;
+    PETREL_TRY(vcpu.set_regs(regs));
+  } else if (bytes.size() >= 2 && bytes[0] == 0x0f && bytes[1] == 0x0b) {
+    // UD2 raises #UD, a fault: RIP stays on the instruction (Linux's BUG/WARN rely on it).
+    vector = 6;
+  } else {
+    return false;
+  }
   PETREL_TRY_ASSIGN(kvm_vcpu_events events, vcpu.get_vcpu_events());
   events.exception.injected = 1;
-  events.exception.nr = 3;
+  events.exception.nr = vector;
   events.exception.has_error_code = 0;
   events.exception.error_code = 0;
   events.flags = 0;

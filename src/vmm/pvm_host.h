@@ -60,8 +60,9 @@ class PvmHost {
   Result<void> enable_native(const KvmVcpu& vcpu, GuestAddress vif_page) const;
 
   // Repairs an emulation failure that is an artefact of PVM's emulator rather than a guest
-  // error: INT3 (0xcc) is delivered as the #BP the guest expects. Returns false when the
-  // failure is not one of these (the caller reports it and stops the VM).
+  // error: INT3 (cc) is delivered as the #BP and UD2 (0f 0b) as the #UD the guest expects
+  // (Linux's text-patching breakpoints and BUG/WARN). Returns false when the failure is
+  // not one of these (the caller reports it and stops the VM).
   Result<bool> handle_emulation_failure(const KvmVcpu& vcpu, const InternalErrorExit& exit) const;
 
  private:

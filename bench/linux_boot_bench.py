@@ -1,0 +1,588 @@
+#!/usr/bin/env python3
+"""Linux boot time, exec to "Run /init": petrel and QEMU side by side, plus petrel's set-up.
+
+For every run, interleaved (petrel vmlinux, [petrel bzImage], QEMU, petrel hello.elf, then
+the next run) so that drift of the machine hits every row alike, this measures:
+
+  1. exec to "Run /init": time.perf_counter_ns() is read just before subprocess.Popen
+     forks and execs the VMM (stdout and stderr on pipes); the end is the moment the chunk
+     of guest console output (the VMM's stdout) that completes the text "Run /init" is read
+     from the pipe. The kernel prints "Run /init as init process" right before it execs
+     the initramfs's /init, i.e. at the end of kernel boot. The VMM then gets SIGTERM (on
+     a PVM host Linux user space cannot run anyway). Also recorded: exec to the first
+     console byte, and the kernel's own printk timestamp on the "Run /init" line.
+     petrel boots the PVH vmlinux (and, with --bzimage, the bzImage through the Linux
+     64-bit boot protocol); QEMU boots the same vmlinux with -machine microvm -kernel
+     (PVH), with the same initrd, RAM, vCPUs and kernel command line, including the words
+     petrel appends on a PVM host in emulated mode, so both kernels avoid the same
+     instructions. QEMU is tried with -accel kvm; if that fails (QEMU exits, or prints
+     "KVM internal error", e.g. on an instruction PVM's emulator cannot run and QEMU does
+     not handle), the error is reported and QEMU is run with -accel tcg instead.
+  2. petrel's own set-up, exec to the first guest instruction: petrel logs "starting N
+     vCPU(s), ... mode" (with a wall-clock timestamp, microseconds) right before its vCPU
+     threads enter KVM_RUN. The figure is that timestamp minus time.time() read just before
+     Popen; both are CLOCK_REALTIME. Taken from every Linux boot above and from runs of the
+     tiny test guest hello.elf, whose exec-to-first-serial-byte time (the method of
+     bench/boot_bench.py) is reported too as a cross-check.
+
+This is a benchmark, not a test: it prints figures and asserts nothing about time.
+Standard library only. Linux only.
+"""
+
+import argparse
+import datetime
+import json
+import os
+import platform
+import re
+import select
+import signal
+import statistics
+import subprocess
+import sys
+import time
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+
+# What petrel appends to a Linux command line on a PVM host in emulated mode
+# (src/vmm/pvm_host.cc, kLinuxEmulatedCmdline). Checked against petrel's own log when it
+# prints the final command line is not possible, so keep in sync by hand.
+PVM_EMULATED_EXTRA = "noxsave nosmap nosmep nofsgsbase clearcpuid=151"
+
+RUN_INIT = b"Run /init"
+# Lines on stderr that mean the guest is dead although the VMM process lives on (QEMU
+# pauses the VM after a KVM internal error instead of exiting).
+STDERR_FATAL = [b"KVM internal error", b"emulation failure"]
+STDOUT_FATAL = [b"Kernel panic"]
+FATAL_GRACE_S = 1.0   # after a fatal line, collect the rest of the report this long
+
+LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+) (\w+) petrel: (.*)$")
+PRINTK_RUN_INIT = re.compile(rb"\[\s*(\d+\.\d+)\] Run /init")
+
+
+def log(msg):
+    print(msg, file=sys.stderr, flush=True)
+
+
+def loadavg():
+    try:
+        with open("/proc/loadavg") as f:
+            return " ".join(f.read().split()[:3])
+    except OSError:
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------
+# Running one boot
+
+
+class Boot:
+    """One VMM process: stdout (guest console) and stderr (VMM log) on pipes, both read
+    as they come, with the arrival time of every chunk."""
+
+    def __init__(self, argv):
+        self.argv = argv
+        self.t0_wall = time.time()
+        self.t0 = time.perf_counter_ns()
+        self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                     stderr=subprocess.PIPE, bufsize=0, close_fds=True)
+        self.out = bytearray()
+        self.err = bytearray()
+        self.first_byte_ns = None
+        self.match_ns = None
+        self.fatal = None
+        self.fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
+
+    def _read_ready(self, timeout_s):
+        if not self.fds:
+            time.sleep(min(timeout_s, 0.05))
+            return []
+        ready, _, _ = select.select(list(self.fds), [], [], max(0.0, timeout_s))
+        events = []
+        for fd in ready:
+            chunk = os.read(fd, 65536)
+            t = time.perf_counter_ns() - self.t0
+            if not chunk:
+                del self.fds[fd]
+                continue
+            events.append((self.fds[fd], chunk, t))
+        return events
+
+    def wait_for(self, pattern, timeout_s):
+        """Read until pattern appears on stdout (pattern None: the first stdout byte), the
+        process ends, a fatal message appears, or timeout_s passes. Returns True on a
+        match."""
+        deadline = time.monotonic() + timeout_s
+        fatal_deadline = None
+        while True:
+            now = time.monotonic()
+            if fatal_deadline is not None and now >= fatal_deadline:
+                return False
+            if now >= deadline:
+                self.fatal = self.fatal or f"no {pattern.decode() if pattern else 'output'!r} " \
+                                           f"within {timeout_s:.0f} s"
+                return False
+            limit = min(deadline, fatal_deadline or deadline) - now
+            for kind, chunk, t in self._read_ready(min(limit, 1.0)):
+                if kind == "out":
+                    start = max(0, len(self.out) - (len(pattern) if pattern else 0))
+                    self.out += chunk
+                    if self.first_byte_ns is None:
+                        self.first_byte_ns = t
+                    if fatal_deadline is None:
+                        if pattern is None or self.out.find(pattern, start) >= 0:
+                            self.match_ns = t
+                            return True
+                        for bad in STDOUT_FATAL:
+                            if bad in self.out[max(0, start - 64):]:
+                                self.fatal = f"guest console: {bad.decode()}"
+                                fatal_deadline = time.monotonic() + FATAL_GRACE_S
+                else:
+                    self.err += chunk
+                    if fatal_deadline is None:
+                        for bad in STDERR_FATAL:
+                            if bad in self.err:
+                                self.fatal = f"VMM stderr: {bad.decode()}"
+                                fatal_deadline = time.monotonic() + FATAL_GRACE_S
+            if self.proc.poll() is not None and not self.fds:
+                self.fatal = self.fatal or f"exited with status {self.proc.returncode} first"
+                return False
+
+    def finish(self, kill=True, timeout_s=10.0):
+        """SIGTERM (if kill), drain both pipes until EOF, reap; SIGKILL after timeout_s."""
+        if kill and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + timeout_s
+        hard = False
+        while self.fds:
+            if time.monotonic() >= deadline:
+                if hard:
+                    break
+                self.proc.kill()
+                hard = True
+                deadline = time.monotonic() + 5.0
+            for kind, chunk, _ in self._read_ready(0.2):
+                (self.out if kind == "out" else self.err).extend(chunk)
+        rc = self.proc.wait()
+        self.proc.stdout.close()
+        self.proc.stderr.close()
+        return rc
+
+    def stderr_text(self):
+        return self.err.decode(errors="replace")
+
+
+def petrel_log_facts(boot):
+    """From petrel's text log: the 'starting N vCPU(s)' time relative to exec (ms), the
+    execution mode and the boot protocol."""
+    facts = {"start_vcpus_ms": None, "mode": None, "protocol": None}
+    for line in boot.stderr_text().splitlines():
+        m = LOG_TS.match(line)
+        if not m:
+            continue
+        msg = m.group(3)
+        sm = re.match(r"starting (\d+) vCPU\(s\), (.+) mode$", msg)
+        if sm and facts["start_vcpus_ms"] is None:
+            # Local time, as spdlog's %Y-%m-%dT%H:%M:%S.%f pattern prints it.
+            ts = datetime.datetime.strptime(m.group(1), "%Y-%m-%dT%H:%M:%S.%f").timestamp()
+            facts["start_vcpus_ms"] = (ts - boot.t0_wall) * 1e3
+            facts["mode"] = sm.group(2)
+        km = re.match(r"kernel .*: (.+)$", msg)
+        if km and facts["protocol"] is None:
+            facts["protocol"] = km.group(1)
+    return facts
+
+
+def linux_run(argv, timeout_s, is_petrel):
+    """One Linux boot to "Run /init". Returns a record (times in ms)."""
+    boot = Boot(argv)
+    ok = boot.wait_for(RUN_INIT, timeout_s)
+    rc = boot.finish(kill=True)
+    rec = {"ok": ok,
+           "run_init_ms": boot.match_ns / 1e6 if ok else None,
+           "first_byte_ms": boot.first_byte_ns / 1e6 if boot.first_byte_ns else None,
+           "exit_status": rc}
+    m = PRINTK_RUN_INIT.search(bytes(boot.out))
+    rec["printk_run_init_s"] = float(m.group(1)) if m else None
+    if is_petrel:
+        rec.update(petrel_log_facts(boot))
+    if not ok:
+        rec["error"] = boot.fatal
+        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-25:])
+        rec["console_tail"] = "\n".join(
+            bytes(boot.out).decode(errors="replace").strip().splitlines()[-10:])
+    return rec
+
+
+def hello_run(args):
+    """petrel running hello.elf: exec to first serial byte and to the log line."""
+    boot = Boot(petrel_argv(args, args.hello, None, None))
+    ok = boot.wait_for(None, 60.0)
+    rc = boot.finish(kill=False, timeout_s=30.0)
+    rec = {"ok": ok and rc == 0, "first_byte_ms": boot.first_byte_ns / 1e6 if ok else None,
+           "exit_status": rc}
+    rec.update(petrel_log_facts(boot))
+    if not rec["ok"]:
+        rec["error"] = boot.fatal or f"exit status {rc}"
+        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-25:])
+    return rec
+
+
+# ---------------------------------------------------------------------------------------
+# Command lines
+
+
+def petrel_argv(args, kernel, initrd, cmdline):
+    argv = [args.petrel, "run", "--kernel", kernel, "--memory", args.memory,
+            "--vcpus", str(args.vcpus), "--serial", "stdio", "--log-level", "debug"]
+    if initrd:
+        argv += ["--initrd", initrd]
+    if cmdline:
+        argv += ["--cmdline", cmdline]
+    return argv
+
+
+def qemu_argv(args, accel):
+    cpu = args.qemu_cpu_kvm if accel == "kvm" else args.qemu_cpu_tcg
+    return [args.qemu, "-M", args.qemu_machine, "-accel", accel, "-cpu", cpu,
+            "-m", args.memory, "-smp", str(args.vcpus), "-nodefaults", "-no-user-config",
+            "-nographic", "-serial", "stdio", "-kernel", args.vmlinux,
+            "-initrd", args.initrd, "-append", args.qemu_cmdline]
+
+
+def qemu_version(qemu):
+    try:
+        out = subprocess.run([qemu, "--version"], capture_output=True, text=True, timeout=10)
+        return out.stdout.splitlines()[0].strip()
+    except (OSError, subprocess.SubprocessError, IndexError):
+        return "unknown"
+
+
+# ---------------------------------------------------------------------------------------
+# Statistics and output
+
+
+def stats(values):
+    vals = sorted(v for v in values if v is not None)
+    if not vals:
+        return None
+    return {"min": vals[0], "median": statistics.median(vals), "max": vals[-1],
+            "n": len(vals), "all": [round(v, 3) for v in vals]}
+
+
+def summarise(rows):
+    for row in rows:
+        recs = row["records"]
+        ok = [r for r in recs if r["ok"]]
+        row["attempted"] = len(recs)
+        row["succeeded"] = len(ok)
+        for key in ("run_init_ms", "first_byte_ms", "start_vcpus_ms"):
+            row[key] = stats(r.get(key) for r in ok)
+        row["printk_run_init_s"] = stats(r.get("printk_run_init_s") for r in ok)
+        guest = [r["run_init_ms"] - r["start_vcpus_ms"] for r in ok
+                 if r.get("run_init_ms") is not None and r.get("start_vcpus_ms") is not None]
+        row["first_insn_to_run_init_ms"] = stats(guest)
+        modes = sorted({r["mode"] for r in recs if r.get("mode")})
+        protos = sorted({r["protocol"] for r in recs if r.get("protocol")})
+        if modes:
+            row["petrel_mode"] = "/".join(modes)
+        if protos:
+            row["petrel_protocol"] = "/".join(protos)
+        errors = []
+        for r in recs:
+            if not r["ok"] and r.get("error") and r["error"] not in errors:
+                errors.append(r["error"])
+        row["errors"] = errors
+
+
+def fmt_s(st, key, scale=1e-3, digits=2):
+    v = st[key] * scale
+    return f"{v:.{digits}f}"
+
+
+def describe(row):
+    if row["vmm"] == "petrel":
+        mode = row.get("petrel_mode", "?")
+        accel = {"PVM emulated": "KVM (PVM emulated)", "PVM native": "KVM (PVM native)",
+                 "hardware": "KVM (VT-x/AMD-V)"}.get(mode, f"KVM ({mode})")
+        return f"{accel}, petrel, {row.get('petrel_protocol', row['protocol'])}"
+    return f"{row['accel'].upper()}, QEMU -M {row['qemu_machine']}, {row['protocol']}"
+
+
+def print_table(result):
+    rows = result["rows"]
+    h = result["host"]
+    print(f"petrel Linux boot benchmark  {result['date']}  host {h['kernel']}, {h['cpus']} "
+          f"CPUs, {h['cpu_model']}{', kvm_pvm' if h['kvm_pvm'] else ''}")
+    print(f"load average (1/5/15 min) at start {h['loadavg_start']}, at end {h['loadavg_end']}")
+    print(f"guest: {result['memory']} RAM, {result['vcpus']} vCPU(s), kernel command line "
+          f"{result['cmdline']!r}; {result['runs']} runs, interleaved")
+    print()
+
+    w = 30
+
+    def section(title, unit, key, scale, digits, selector):
+        print(f"{title:<{w}}{'min':>9}{'median':>9}{'max':>9}{'ok/runs':>9}   what ran")
+        for row in rows:
+            if not selector(row):
+                continue
+            st = row.get(key)
+            okruns = f"{row['succeeded']}/{row['attempted']}"
+            if st is None:
+                err = "; ".join(row["errors"]) or "no value"
+                print(f"{row['label']:<{w}}{'FAILED':>27}{okruns:>9}   {describe(row)}")
+                print(f"{'':<{w}}  error: {err}")
+                continue
+            print(f"{row['label']:<{w}}{fmt_s(st, 'min', scale, digits):>9}"
+                  f"{fmt_s(st, 'median', scale, digits):>9}{fmt_s(st, 'max', scale, digits):>9}"
+                  f"{okruns:>9}   {describe(row)}")
+            if st["n"] < row["succeeded"]:
+                print(f"{'':<{w}}  (value found in {st['n']} of the runs)")
+        print()
+
+    linux = lambda r: r["kind"] == "linux"  # noqa: E731
+    petrel_any = lambda r: r["vmm"] == "petrel"  # noqa: E731
+    section('exec -> "Run /init" (s)', "s", "run_init_ms", 1e-3, 2, linux)
+    section("exec -> first console byte (s)", "s", "first_byte_ms", 1e-3, 2, linux)
+    section("kernel printk time of Run /init", "s", "printk_run_init_s", 1.0, 2,
+            lambda r: r["kind"] == "linux" and r["succeeded"])
+    section("petrel set-up: exec -> 1st", "ms", "start_vcpus_ms", 1.0, 2, petrel_any)
+    print(f"{'  guest instruction (ms)':<{w}}(timestamp of petrel's 'starting N vCPU(s)' log "
+          "line minus time.time() before Popen)")
+    print()
+    section("hello.elf: exec -> first", "ms", "first_byte_ms", 1.0, 2,
+            lambda r: r["kind"] == "hello")
+    print(f"{'  serial byte (ms)':<{w}}(the method of bench/boot_bench.py)")
+    print()
+
+    for line in result["ratios"]:
+        print(line)
+    if result["ratios"]:
+        print()
+    print("What ran:")
+    for row in rows:
+        print(f"  {row['label'].strip()}: {' '.join(row['argv'])}")
+    for note in result["notes"]:
+        print(f"  note: {note}")
+    for row in rows:
+        for r in row["records"]:
+            if not r["ok"] and r.get("stderr_tail"):
+                print(f"\nFirst failure of {row['label'].strip()} ({r['error']}); "
+                      "last lines of its stderr:")
+                print("    " + r["stderr_tail"].replace("\n", "\n    "))
+                if r.get("console_tail"):
+                    print("  last console lines:")
+                    print("    " + r["console_tail"].replace("\n", "\n    "))
+                break
+
+
+def ratios(rows):
+    out = []
+    petrel = next((r for r in rows if r["vmm"] == "petrel" and r["kind"] == "linux"
+                   and r["image"] == "vmlinux" and r["run_init_ms"]), None)
+    if not petrel:
+        return out
+    for row in rows:
+        if row["vmm"] == "qemu" and row["run_init_ms"]:
+            q = row["run_init_ms"]["median"] / petrel["run_init_ms"]["median"]
+            out.append(f"median exec -> Run /init, {row['label'].strip()} / "
+                       f"{petrel['label'].strip()}: {q:.2f}")
+    return out
+
+
+# ---------------------------------------------------------------------------------------
+
+
+def host_info():
+    model = "unknown"
+    try:
+        with open("/proc/cpuinfo") as f:
+            for line in f:
+                if line.startswith("model name"):
+                    model = line.split(":", 1)[1].strip()
+                    break
+    except OSError:
+        pass
+    return {"kernel": platform.release(), "cpus": os.cpu_count(), "cpu_model": model,
+            "kvm_pvm": os.path.exists("/sys/module/kvm_pvm"), "loadavg_start": loadavg()}
+
+
+def stamp(path):
+    st = os.stat(path)
+    return {"path": path, "size": st.st_size,
+            "mtime": time.strftime("%Y-%m-%d %H:%M:%S", time.localtime(st.st_mtime))}
+
+
+def main():
+    cache = os.path.join(REPO, "guest-cache")
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--runs", type=int, default=5, help="runs per row (default 5)")
+    ap.add_argument("--petrel", default=os.path.join(REPO, "build/src/vmm/petrel"))
+    ap.add_argument("--vmlinux", default=os.path.join(cache, "linux/vmlinux"))
+    ap.add_argument("--bzimage", nargs="?", const=os.path.join(cache, "linux/bzImage"),
+                    default=None, metavar="PATH",
+                    help="also boot the bzImage with petrel (default path "
+                         "guest-cache/linux/bzImage; slow under PVM's emulator)")
+    ap.add_argument("--initrd", default=os.path.join(cache, "initramfs.cpio.gz"))
+    ap.add_argument("--hello", default=None,
+                    help="test guest for petrel's set-up time (default "
+                         "tests/guest/hello.elf of petrel's build dir)")
+    ap.add_argument("--hello-runs", type=int, default=5,
+                    help="hello.elf runs per run (default 5; 0 to skip)")
+    ap.add_argument("--memory", default="256M")
+    ap.add_argument("--vcpus", type=int, default=1)
+    ap.add_argument("--cmdline", default="console=ttyS0",
+                    help="kernel command line given to petrel (default console=ttyS0)")
+    ap.add_argument("--pvm-extra", default=None,
+                    help="words appended to QEMU's -append (default: what petrel appends on "
+                         f"a PVM host in emulated mode, {PVM_EMULATED_EXTRA!r}, when "
+                         "/sys/module/kvm_pvm exists, else nothing)")
+    ap.add_argument("--timeout", type=float, default=600.0,
+                    help="seconds to wait for Run /init per boot (default 600; the bzImage "
+                         "gets 3x)")
+    ap.add_argument("--qemu", default="/usr/bin/qemu-system-x86_64")
+    ap.add_argument("--qemu-accel", default="auto",
+                    help="auto: kvm, and after its first failure tcg instead (default); or a "
+                         "comma-separated list (kvm,tcg): one row each, every run")
+    ap.add_argument("--qemu-machine", default="microvm",
+                    help="QEMU -M value (default microvm)")
+    ap.add_argument("--qemu-cpu-kvm", default="host", help="QEMU -cpu with kvm (default host)")
+    ap.add_argument("--qemu-cpu-tcg", default="max",
+                    help="QEMU -cpu with tcg (default max; 'host' needs KVM)")
+    ap.add_argument("--no-qemu", action="store_true")
+    ap.add_argument("--json", action="store_true", help="print JSON instead of the table")
+    ap.add_argument("--json-out", metavar="PATH", help="also write the JSON to PATH")
+    args = ap.parse_args()
+
+    args.petrel = os.path.abspath(args.petrel)
+    if args.hello is None:
+        builddir = os.path.dirname(os.path.dirname(os.path.dirname(args.petrel)))
+        args.hello = os.path.join(builddir, "tests/guest/hello.elf")
+    paths = [args.petrel, args.vmlinux, args.initrd]
+    if args.bzimage:
+        paths.append(args.bzimage)
+    if args.hello_runs:
+        paths.append(args.hello)
+    for p in paths:
+        if not os.path.exists(p):
+            ap.error(f"{p} does not exist (ninja -C build; scripts/build-guest-kernel.sh; "
+                     "scripts/build-initramfs.sh)")
+    if args.runs < 1:
+        ap.error("--runs must be at least 1")
+    pvm = os.path.exists("/sys/module/kvm_pvm")
+    if args.pvm_extra is None:
+        args.pvm_extra = PVM_EMULATED_EXTRA if pvm else ""
+    args.qemu_cmdline = " ".join(x for x in (args.cmdline, args.pvm_extra) if x)
+    use_qemu = not args.no_qemu and os.path.exists(args.qemu)
+    if args.qemu_accel == "auto":
+        accels, auto = ["kvm"], True
+    else:
+        accels, auto = [a.strip() for a in args.qemu_accel.split(",") if a.strip()], False
+        for a in accels:
+            if a not in ("kvm", "tcg"):
+                ap.error(f"--qemu-accel: unknown accelerator {a!r}")
+
+    notes = []
+    if not args.no_qemu and not use_qemu:
+        notes.append(f"{args.qemu} not found; QEMU not measured")
+    started = time.strftime("%Y-%m-%d %H:%M:%S")
+    host = host_info()
+    binaries = {"petrel": stamp(args.petrel), "vmlinux": stamp(args.vmlinux),
+                "initrd": stamp(args.initrd)}
+    if args.bzimage:
+        binaries["bzimage"] = stamp(args.bzimage)
+
+    rows = [{"vmm": "petrel", "kind": "linux", "image": "vmlinux", "protocol": "PVH",
+             "label": "petrel  vmlinux",
+             "argv": petrel_argv(args, args.vmlinux, args.initrd, args.cmdline),
+             "timeout": args.timeout, "records": []}]
+    if args.bzimage:
+        rows.append({"vmm": "petrel", "kind": "linux", "image": "bzImage",
+                     "protocol": "Linux 64-bit boot protocol", "label": "petrel  bzImage",
+                     "argv": petrel_argv(args, args.bzimage, args.initrd, args.cmdline),
+                     "timeout": 3 * args.timeout, "records": []})
+
+    def qemu_row(accel):
+        return {"vmm": "qemu", "kind": "linux", "image": "vmlinux", "accel": accel,
+                "qemu_machine": args.qemu_machine, "protocol": "PVH (-kernel vmlinux)",
+                "label": f"qemu    vmlinux ({accel})", "argv": qemu_argv(args, accel),
+                "timeout": args.timeout, "records": [], "disabled": False}
+
+    if use_qemu:
+        rows += [qemu_row(a) for a in accels]
+    if args.hello_runs:
+        rows.append({"vmm": "petrel", "kind": "hello", "image": "hello.elf",
+                     "protocol": "petrel test guest", "label": "petrel  hello.elf",
+                     "argv": petrel_argv(args, args.hello, None, None), "records": []})
+
+    for i in range(args.runs):
+        for row in list(rows):
+            if row.get("disabled"):
+                continue
+            if row["kind"] == "hello":
+                log(f"run {i + 1}/{args.runs}: {row['label'].strip()} x{args.hello_runs}")
+                for _ in range(args.hello_runs):
+                    row["records"].append(hello_run(args))
+                continue
+            log(f"run {i + 1}/{args.runs}: {row['label'].strip()} ... (load {loadavg()})")
+            rec = linux_run(row["argv"], row["timeout"], row["vmm"] == "petrel")
+            rec["run"] = i + 1
+            rec["loadavg_after"] = loadavg()
+            row["records"].append(rec)
+            if rec["ok"]:
+                log(f"  Run /init after {rec['run_init_ms'] / 1e3:.2f} s")
+            else:
+                log(f"  FAILED: {rec['error']}")
+                if rec.get("stderr_tail"):
+                    log("  " + rec["stderr_tail"].replace("\n", "\n  "))
+            if row["vmm"] == "qemu" and auto and row["accel"] == "kvm" and not rec["ok"]:
+                # auto: report the KVM failure once and measure TCG instead from now on.
+                row["disabled"] = True
+                tcg = qemu_row("tcg")
+                notes.append("QEMU with -accel kvm failed (" + rec["error"] + "); QEMU was "
+                             "then run with -accel tcg (the 'qemu vmlinux (tcg)' row), "
+                             "which is not hardware-assisted at all")
+                rows.insert(rows.index(row) + 1, tcg)
+                log("  -> measuring QEMU with -accel tcg instead")
+                rec2 = linux_run(tcg["argv"], tcg["timeout"], False)
+                rec2["run"] = i + 1
+                rec2["loadavg_after"] = loadavg()
+                tcg["records"].append(rec2)
+                log(f"  tcg: {'Run /init after %.2f s' % (rec2['run_init_ms'] / 1e3) if rec2['ok'] else 'FAILED: ' + rec2['error']}")
+
+    summarise(rows)
+    if any(r["vmm"] == "qemu" for r in rows):
+        notes.append(f"QEMU version: {qemu_version(args.qemu)}")
+        notes.append("QEMU boots the PVH vmlinux through its microvm firmware (qboot) and "
+                     "fw_cfg; petrel enters the PVH entry point directly")
+    if pvm:
+        notes.append(f"PVM host: petrel appends {PVM_EMULATED_EXTRA!r} to the command line in "
+                     "emulated mode; QEMU got the same words in -append")
+    if stamp(args.petrel) != binaries["petrel"]:
+        notes.append(f"{args.petrel} changed during the benchmark (rebuilt?)")
+    for row in rows:
+        row.pop("disabled", None)
+
+    result = {"date": started, "host": dict(host, loadavg_end=loadavg()),
+              "memory": args.memory, "vcpus": args.vcpus, "cmdline": args.qemu_cmdline,
+              "runs": args.runs, "hello_runs_per_run": args.hello_runs,
+              "binaries": binaries, "rows": rows, "notes": notes}
+    result["ratios"] = ratios(rows)
+    if args.json_out:
+        with open(args.json_out, "w") as f:
+            json.dump(result, f, indent=2)
+            f.write("\n")
+    if args.json:
+        print(json.dumps(result, indent=2))
+    else:
+        print_table(result)
+    return 0
+
+
+if __name__ == "__main__":
+    try:
+        sys.exit(main())
+    except (RuntimeError, OSError) as e:
+        log(f"linux_boot_bench: {e}")
+        sys.exit(1)
