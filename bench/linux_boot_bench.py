@@ -44,10 +44,12 @@ import time
 
 REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
-# What petrel appends to a Linux command line on a PVM host in emulated mode
-# (src/vmm/pvm_host.cc, kLinuxEmulatedCmdline). Checked against petrel's own log when it
-# prints the final command line is not possible, so keep in sync by hand.
-PVM_EMULATED_EXTRA = "noxsave nosmap nosmep nofsgsbase clearcpuid=151"
+# What petrel appends to a Linux command line on a PVM host in emulated mode is
+# kLinuxEmulatedCmdline in src/vmm/pvm_host.cc. QEMU gets the command line the kernel
+# reported ("Command line: ...") in the latest petrel boot of this invocation; before the
+# first one (or if none printed it), the string from the source file, else this copy.
+PVM_SOURCE = os.path.join(REPO, "src/vmm/pvm_host.cc")
+PVM_EMULATED_EXTRA_FALLBACK = "clearcpuid=141,151,154,158,288,295,306,308"
 
 RUN_INIT = b"Run /init"
 # Lines on stderr that mean the guest is dead although the VMM process lives on (QEMU
@@ -58,6 +60,7 @@ FATAL_GRACE_S = 1.0   # after a fatal line, collect the rest of the report this 
 
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+) (\w+) petrel: (.*)$")
 PRINTK_RUN_INIT = re.compile(rb"\[\s*(\d+\.\d+)\] Run /init")
+KERNEL_CMDLINE = re.compile(rb"\] Command line: ([^\r\n]*)")
 
 
 def log(msg):
@@ -204,11 +207,13 @@ def linux_run(argv, timeout_s, is_petrel):
            "exit_status": rc}
     m = PRINTK_RUN_INIT.search(bytes(boot.out))
     rec["printk_run_init_s"] = float(m.group(1)) if m else None
+    m = KERNEL_CMDLINE.search(bytes(boot.out))
+    rec["kernel_cmdline"] = m.group(1).decode(errors="replace").strip() if m else None
     if is_petrel:
         rec.update(petrel_log_facts(boot))
     if not ok:
         rec["error"] = boot.fatal
-        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-25:])
+        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-40:])
         rec["console_tail"] = "\n".join(
             bytes(boot.out).decode(errors="replace").strip().splitlines()[-10:])
     return rec
@@ -224,7 +229,7 @@ def hello_run(args):
     rec.update(petrel_log_facts(boot))
     if not rec["ok"]:
         rec["error"] = boot.fatal or f"exit status {rc}"
-        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-25:])
+        rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-40:])
     return rec
 
 
@@ -242,12 +247,21 @@ def petrel_argv(args, kernel, initrd, cmdline):
     return argv
 
 
-def qemu_argv(args, accel):
-    cpu = args.qemu_cpu_kvm if accel == "kvm" else args.qemu_cpu_tcg
-    return [args.qemu, "-M", args.qemu_machine, "-accel", accel, "-cpu", cpu,
+def qemu_argv(args, accel, cpu, machine, append):
+    return [args.qemu, "-M", machine, "-accel", accel, "-cpu", cpu,
             "-m", args.memory, "-smp", str(args.vcpus), "-nodefaults", "-no-user-config",
             "-nographic", "-serial", "stdio", "-kernel", args.vmlinux,
-            "-initrd", args.initrd, "-append", args.qemu_cmdline]
+            "-initrd", args.initrd, "-append", append]
+
+
+def pvm_extra_from_source():
+    """kLinuxEmulatedCmdline from src/vmm/pvm_host.cc, or None."""
+    try:
+        with open(PVM_SOURCE) as f:
+            m = re.search(r'kLinuxEmulatedCmdline\s*=\s*"([^"]*)"', f.read())
+        return m.group(1) if m else None
+    except OSError:
+        return None
 
 
 def qemu_version(qemu):
@@ -295,18 +309,32 @@ def summarise(rows):
         row["errors"] = errors
 
 
-def fmt_s(st, key, scale=1e-3, digits=2):
-    v = st[key] * scale
-    return f"{v:.{digits}f}"
+def failure_detail(rec):
+    """One line: why a boot failed, with the telling lines of the VMM's stderr."""
+    parts = [rec.get("error") or "failed"]
+    err = rec.get("stderr_tail") or ""
+    for line in err.splitlines():
+        if re.search(r"error|failure|Assertion|cannot|failed", line, re.IGNORECASE) \
+                and "terminating on signal" not in line and line not in parts:
+            parts.append(line.strip())
+    m = re.search(r"^Code=.*<([0-9a-f]{2})>((?: [0-9a-f]{2}){0,5})", err, re.MULTILINE)
+    if m:
+        parts.append(f"instruction bytes at RIP: {m.group(1)}{m.group(2)}")
+    m = re.search(r"^RIP=([0-9a-f]+)", err, re.MULTILINE)
+    if m:
+        parts.append(f"RIP={m.group(1)}")
+    return "; ".join(parts)
 
 
 def describe(row):
     if row["vmm"] == "petrel":
         mode = row.get("petrel_mode", "?")
-        accel = {"PVM emulated": "KVM (PVM emulated)", "PVM native": "KVM (PVM native)",
+        accel = {"PVM emulated": "KVM (PVM emulated mode)",
+                 "PVM native": "KVM (PVM native mode)",
                  "hardware": "KVM (VT-x/AMD-V)"}.get(mode, f"KVM ({mode})")
         return f"{accel}, petrel, {row.get('petrel_protocol', row['protocol'])}"
-    return f"{row['accel'].upper()}, QEMU -M {row['qemu_machine']}, {row['protocol']}"
+    return (f"{row['accel'].upper()}, QEMU -M {row['qemu_machine']} -cpu {row['cpu']}, "
+            f"{row['protocol']}")
 
 
 def print_table(result):
@@ -315,60 +343,72 @@ def print_table(result):
     print(f"petrel Linux boot benchmark  {result['date']}  host {h['kernel']}, {h['cpus']} "
           f"CPUs, {h['cpu_model']}{', kvm_pvm' if h['kvm_pvm'] else ''}")
     print(f"load average (1/5/15 min) at start {h['loadavg_start']}, at end {h['loadavg_end']}")
-    print(f"guest: {result['memory']} RAM, {result['vcpus']} vCPU(s), kernel command line "
-          f"{result['cmdline']!r}; {result['runs']} runs, interleaved")
+    print(f"guest: {result['memory']} RAM, {result['vcpus']} vCPU(s); {result['runs']} runs, "
+          "interleaved; petrel --cmdline " + repr(result["petrel_cmdline"]))
+    for c in result["kernel_cmdlines_seen"]:
+        print(f"kernel command line under petrel (its 'Command line:'): {c!r}")
+    if any(r["vmm"] == "qemu" for r in rows):
+        print(f"QEMU -append: {result['qemu_append']!r}")
     print()
 
-    w = 30
+    w = 32
+    print(f"{'':<{w}}{'min':>9}{'median':>9}{'max':>9}{'ok/runs':>9}   what ran")
 
-    def section(title, unit, key, scale, digits, selector):
-        print(f"{title:<{w}}{'min':>9}{'median':>9}{'max':>9}{'ok/runs':>9}   what ran")
+    def section(title, key, scale, selector):
+        print(title)
         for row in rows:
-            if not selector(row):
+            if not selector(row) or not row["attempted"]:
                 continue
             st = row.get(key)
             okruns = f"{row['succeeded']}/{row['attempted']}"
+            label = "  " + row["label"]
             if st is None:
-                err = "; ".join(row["errors"]) or "no value"
-                print(f"{row['label']:<{w}}{'FAILED':>27}{okruns:>9}   {describe(row)}")
-                print(f"{'':<{w}}  error: {err}")
+                print(f"{label:<{w}}{'FAILED':>27}{okruns:>9}   {describe(row)}")
+                shown = set()
+                for r in row["records"]:
+                    if not r["ok"]:
+                        d = failure_detail(r)
+                        if d not in shown:
+                            shown.add(d)
+                            print(f"{'':<6}error: {d}")
                 continue
-            print(f"{row['label']:<{w}}{fmt_s(st, 'min', scale, digits):>9}"
-                  f"{fmt_s(st, 'median', scale, digits):>9}{fmt_s(st, 'max', scale, digits):>9}"
-                  f"{okruns:>9}   {describe(row)}")
+            print(f"{label:<{w}}{st['min'] * scale:>9.2f}{st['median'] * scale:>9.2f}"
+                  f"{st['max'] * scale:>9.2f}{okruns:>9}   {describe(row)}")
             if st["n"] < row["succeeded"]:
-                print(f"{'':<{w}}  (value found in {st['n']} of the runs)")
-        print()
+                print(f"{'':<6}(value found in {st['n']} of the successful runs)")
 
     linux = lambda r: r["kind"] == "linux"  # noqa: E731
-    petrel_any = lambda r: r["vmm"] == "petrel"  # noqa: E731
-    section('exec -> "Run /init" (s)', "s", "run_init_ms", 1e-3, 2, linux)
-    section("exec -> first console byte (s)", "s", "first_byte_ms", 1e-3, 2, linux)
-    section("kernel printk time of Run /init", "s", "printk_run_init_s", 1.0, 2,
-            lambda r: r["kind"] == "linux" and r["succeeded"])
-    section("petrel set-up: exec -> 1st", "ms", "start_vcpus_ms", 1.0, 2, petrel_any)
-    print(f"{'  guest instruction (ms)':<{w}}(timestamp of petrel's 'starting N vCPU(s)' log "
-          "line minus time.time() before Popen)")
+    section('exec -> "Run /init" on the console (s)', "run_init_ms", 1e-3, linux)
+    section("exec -> first console byte (s)", "first_byte_ms", 1e-3, linux)
+    section("kernel's printk timestamp on the Run /init line (s)", "printk_run_init_s", 1.0,
+            lambda r: linux(r) and r["succeeded"])
+    section("petrel: first guest instruction -> \"Run /init\" (s)",
+            "first_insn_to_run_init_ms", 1e-3,
+            lambda r: linux(r) and r["vmm"] == "petrel" and r["succeeded"])
+    section("petrel set-up: exec -> first guest instruction (ms) [its 'starting N vCPU(s)' "
+            "log line]", "start_vcpus_ms", 1.0,
+            lambda r: r["vmm"] == "petrel" and r["succeeded"])
+    section("petrel: exec -> first serial byte (ms) [bench/boot_bench.py's method]",
+            "first_byte_ms", 1.0, lambda r: r["kind"] == "hello")
     print()
-    section("hello.elf: exec -> first", "ms", "first_byte_ms", 1.0, 2,
-            lambda r: r["kind"] == "hello")
-    print(f"{'  serial byte (ms)':<{w}}(the method of bench/boot_bench.py)")
-    print()
-
     for line in result["ratios"]:
         print(line)
     if result["ratios"]:
         print()
     print("What ran:")
     for row in rows:
-        print(f"  {row['label'].strip()}: {' '.join(row['argv'])}")
+        if row.get("not_run"):
+            print(f"  {row['label'].strip()}: not run (an earlier row succeeded, "
+                  f"--qemu-accel auto): {' '.join(row['argv'])}")
+        else:
+            print(f"  {row['label'].strip()}: {' '.join(row['argv'])}")
     for note in result["notes"]:
         print(f"  note: {note}")
     for row in rows:
         for r in row["records"]:
             if not r["ok"] and r.get("stderr_tail"):
-                print(f"\nFirst failure of {row['label'].strip()} ({r['error']}); "
-                      "last lines of its stderr:")
+                print(f"\nFirst failure of {row['label'].strip()} (run {r.get('run', '?')}, "
+                      f"{r['error']}); last lines of its stderr:")
                 print("    " + r["stderr_tail"].replace("\n", "\n    "))
                 if r.get("console_tail"):
                     print("  last console lines:")
@@ -386,7 +426,8 @@ def ratios(rows):
         if row["vmm"] == "qemu" and row["run_init_ms"]:
             q = row["run_init_ms"]["median"] / petrel["run_init_ms"]["median"]
             out.append(f"median exec -> Run /init, {row['label'].strip()} / "
-                       f"{petrel['label'].strip()}: {q:.2f}")
+                       f"{petrel['label'].strip()}: {q:.3f} "
+                       f"(petrel / QEMU: {1 / q:.1f})")
     return out
 
 
@@ -434,20 +475,28 @@ def main():
     ap.add_argument("--vcpus", type=int, default=1)
     ap.add_argument("--cmdline", default="console=ttyS0",
                     help="kernel command line given to petrel (default console=ttyS0)")
-    ap.add_argument("--pvm-extra", default=None,
-                    help="words appended to QEMU's -append (default: what petrel appends on "
-                         f"a PVM host in emulated mode, {PVM_EMULATED_EXTRA!r}, when "
-                         "/sys/module/kvm_pvm exists, else nothing)")
+    ap.add_argument("--qemu-append", default=None,
+                    help="QEMU's -append (default: the command line the kernel reported in "
+                         "the latest petrel boot, i.e. --cmdline plus what petrel appends on "
+                         "a PVM host; before that boot, --cmdline plus kLinuxEmulatedCmdline "
+                         "from src/vmm/pvm_host.cc when /sys/module/kvm_pvm exists)")
     ap.add_argument("--timeout", type=float, default=600.0,
                     help="seconds to wait for Run /init per boot (default 600; the bzImage "
                          "gets 3x)")
     ap.add_argument("--qemu", default="/usr/bin/qemu-system-x86_64")
     ap.add_argument("--qemu-accel", default="auto",
-                    help="auto: kvm, and after its first failure tcg instead (default); or a "
-                         "comma-separated list (kvm,tcg): one row each, every run")
-    ap.add_argument("--qemu-machine", default="microvm",
-                    help="QEMU -M value (default microvm)")
-    ap.add_argument("--qemu-cpu-kvm", default="host", help="QEMU -cpu with kvm (default host)")
+                    help="auto (default): the kvm rows in order; a kvm row that fails is "
+                         "reported and not run again, and once every kvm row has failed, "
+                         "tcg is measured instead. Or a comma-separated list (kvm,tcg): "
+                         "those rows, every run, failures and all")
+    ap.add_argument("--qemu-machine", default="microvm", help="QEMU -M with kvm "
+                    "(default microvm)")
+    ap.add_argument("--qemu-machine-tcg", default="microvm,acpi=off",
+                    help="QEMU -M with tcg (default microvm,acpi=off: with microvm's ACPI "
+                         "the kernel under TCG never gets a timer tick)")
+    ap.add_argument("--qemu-cpu-kvm", action="append", default=None, metavar="CPU",
+                    help="QEMU -cpu with kvm, one row each; repeatable (default: host, then "
+                         "host,-arch-capabilities)")
     ap.add_argument("--qemu-cpu-tcg", default="max",
                     help="QEMU -cpu with tcg (default max; 'host' needs KVM)")
     ap.add_argument("--no-qemu", action="store_true")
@@ -470,13 +519,21 @@ def main():
                      "scripts/build-initramfs.sh)")
     if args.runs < 1:
         ap.error("--runs must be at least 1")
+    if args.qemu_cpu_kvm is None:
+        args.qemu_cpu_kvm = ["host", "host,-arch-capabilities"]
     pvm = os.path.exists("/sys/module/kvm_pvm")
-    if args.pvm_extra is None:
-        args.pvm_extra = PVM_EMULATED_EXTRA if pvm else ""
-    args.qemu_cmdline = " ".join(x for x in (args.cmdline, args.pvm_extra) if x)
+    initial_extra = ""
+    if pvm:
+        initial_extra = pvm_extra_from_source() or PVM_EMULATED_EXTRA_FALLBACK
+    # The -append QEMU gets until a petrel boot reports the real command line.
+    qemu_append = {"value": args.qemu_append
+                   or " ".join(x for x in (args.cmdline, initial_extra) if x),
+                   "source": "--qemu-append" if args.qemu_append else
+                   ("--cmdline + kLinuxEmulatedCmdline of src/vmm/pvm_host.cc" if pvm
+                    else "--cmdline")}
     use_qemu = not args.no_qemu and os.path.exists(args.qemu)
     if args.qemu_accel == "auto":
-        accels, auto = ["kvm"], True
+        accels, auto = ["kvm", "tcg"], True
     else:
         accels, auto = [a.strip() for a in args.qemu_accel.split(",") if a.strip()], False
         for a in accels:
@@ -502,32 +559,50 @@ def main():
                      "protocol": "Linux 64-bit boot protocol", "label": "petrel  bzImage",
                      "argv": petrel_argv(args, args.bzimage, args.initrd, args.cmdline),
                      "timeout": 3 * args.timeout, "records": []})
-
-    def qemu_row(accel):
-        return {"vmm": "qemu", "kind": "linux", "image": "vmlinux", "accel": accel,
-                "qemu_machine": args.qemu_machine, "protocol": "PVH (-kernel vmlinux)",
-                "label": f"qemu    vmlinux ({accel})", "argv": qemu_argv(args, accel),
-                "timeout": args.timeout, "records": [], "disabled": False}
-
     if use_qemu:
-        rows += [qemu_row(a) for a in accels]
+        for accel in accels:
+            cpus = args.qemu_cpu_kvm if accel == "kvm" else [args.qemu_cpu_tcg]
+            machine = args.qemu_machine if accel == "kvm" else args.qemu_machine_tcg
+            for n, cpu in enumerate(cpus):
+                suffix = "" if len(cpus) == 1 else f" #{n + 1}"
+                rows.append({"vmm": "qemu", "kind": "linux", "image": "vmlinux",
+                             "accel": accel, "cpu": cpu, "qemu_machine": machine,
+                             "protocol": "PVH (-kernel vmlinux)",
+                             "label": f"qemu    vmlinux ({accel}{suffix})",
+                             "argv": None, "timeout": args.timeout, "records": [],
+                             "disabled": False})
     if args.hello_runs:
         rows.append({"vmm": "petrel", "kind": "hello", "image": "hello.elf",
                      "protocol": "petrel test guest", "label": "petrel  hello.elf",
                      "argv": petrel_argv(args, args.hello, None, None), "records": []})
 
+    def skip(row):
+        if row.get("disabled"):
+            return True
+        if auto and row["vmm"] == "qemu" and row["accel"] == "tcg":
+            # auto: TCG only once every KVM row has failed.
+            return not all(r.get("disabled") for r in rows
+                           if r["vmm"] == "qemu" and r["accel"] == "kvm")
+        return False
+
+    seen_cmdlines = set()
     for i in range(args.runs):
-        for row in list(rows):
-            if row.get("disabled"):
+        for row in rows:
+            if skip(row):
                 continue
             if row["kind"] == "hello":
                 log(f"run {i + 1}/{args.runs}: {row['label'].strip()} x{args.hello_runs}")
                 for _ in range(args.hello_runs):
                     row["records"].append(hello_run(args))
                 continue
+            if row["vmm"] == "qemu":
+                row["argv"] = qemu_argv(args, row["accel"], row["cpu"], row["qemu_machine"],
+                                        qemu_append["value"])
+                row["append_source"] = qemu_append["source"]
             log(f"run {i + 1}/{args.runs}: {row['label'].strip()} ... (load {loadavg()})")
             rec = linux_run(row["argv"], row["timeout"], row["vmm"] == "petrel")
             rec["run"] = i + 1
+            rec["argv"] = row["argv"]
             rec["loadavg_after"] = loadavg()
             row["records"].append(rec)
             if rec["ok"]:
@@ -536,36 +611,41 @@ def main():
                 log(f"  FAILED: {rec['error']}")
                 if rec.get("stderr_tail"):
                     log("  " + rec["stderr_tail"].replace("\n", "\n  "))
+            if row["vmm"] == "petrel" and rec.get("kernel_cmdline") and not args.qemu_append:
+                seen_cmdlines.add(rec["kernel_cmdline"])
+                qemu_append["value"] = rec["kernel_cmdline"]
+                qemu_append["source"] = "the kernel's 'Command line:' in petrel's boot"
             if row["vmm"] == "qemu" and auto and row["accel"] == "kvm" and not rec["ok"]:
-                # auto: report the KVM failure once and measure TCG instead from now on.
                 row["disabled"] = True
-                tcg = qemu_row("tcg")
-                notes.append("QEMU with -accel kvm failed (" + rec["error"] + "); QEMU was "
-                             "then run with -accel tcg (the 'qemu vmlinux (tcg)' row), "
-                             "which is not hardware-assisted at all")
-                rows.insert(rows.index(row) + 1, tcg)
-                log("  -> measuring QEMU with -accel tcg instead")
-                rec2 = linux_run(tcg["argv"], tcg["timeout"], False)
-                rec2["run"] = i + 1
-                rec2["loadavg_after"] = loadavg()
-                tcg["records"].append(rec2)
-                log(f"  tcg: {'Run /init after %.2f s' % (rec2['run_init_ms'] / 1e3) if rec2['ok'] else 'FAILED: ' + rec2['error']}")
+                notes.append(f"QEMU -accel kvm -cpu {row['cpu']} failed ({rec['error']}); "
+                             "not run again (--qemu-accel auto)")
+                log("  -> not run again")
 
     summarise(rows)
-    if any(r["vmm"] == "qemu" for r in rows):
+    if any(r["vmm"] == "qemu" and r["accel"] == "tcg" and r["records"] for r in rows) and auto:
+        notes.append("every QEMU -accel kvm row failed, so QEMU was measured with -accel tcg "
+                     "(the 'tcg' row): no KVM, QEMU's own JIT (different machine options: "
+                     f"-M {args.qemu_machine_tcg})")
+    if len(seen_cmdlines) > 1:
+        notes.append("petrel's kernel reported different command lines in different runs "
+                     f"(petrel rebuilt?): {sorted(seen_cmdlines)}")
+    if any(r["vmm"] == "qemu" and r["records"] for r in rows):
         notes.append(f"QEMU version: {qemu_version(args.qemu)}")
         notes.append("QEMU boots the PVH vmlinux through its microvm firmware (qboot) and "
                      "fw_cfg; petrel enters the PVH entry point directly")
-    if pvm:
-        notes.append(f"PVM host: petrel appends {PVM_EMULATED_EXTRA!r} to the command line in "
-                     "emulated mode; QEMU got the same words in -append")
+        notes.append("QEMU's -append: " + qemu_append["source"])
     if stamp(args.petrel) != binaries["petrel"]:
         notes.append(f"{args.petrel} changed during the benchmark (rebuilt?)")
     for row in rows:
         row.pop("disabled", None)
+        if row["vmm"] == "qemu" and row["argv"] is None:
+            row["argv"] = qemu_argv(args, row["accel"], row["cpu"], row["qemu_machine"],
+                                    qemu_append["value"])
+            row["not_run"] = True
 
     result = {"date": started, "host": dict(host, loadavg_end=loadavg()),
-              "memory": args.memory, "vcpus": args.vcpus, "cmdline": args.qemu_cmdline,
+              "memory": args.memory, "vcpus": args.vcpus, "petrel_cmdline": args.cmdline,
+              "qemu_append": qemu_append["value"], "kernel_cmdlines_seen": sorted(seen_cmdlines),
               "runs": args.runs, "hello_runs_per_run": args.hello_runs,
               "binaries": binaries, "rows": rows, "notes": notes}
     result["ratios"] = ratios(rows)

@@ -47,6 +47,8 @@ petrel::test::ProcessResult boot_linux(std::vector<std::string> args, const std:
 }
 
 constexpr const char* kConsole = "console=ttyS0 ";
+// The last kernel line before user space; the test stops petrel once it has arrived whole.
+constexpr const char* kRunInit = "Run /init as init process";
 // Kernel-space tests use the tiny uncompressed initramfs: unpacking the busybox one takes
 // over a minute under PVM's instruction emulator.
 constexpr const char* kTinyInitrd = "initramfs-tiny.cpio";
@@ -55,40 +57,49 @@ constexpr const char* kTinyInitrd = "initramfs-tiny.cpio";
 
 TEST_CASE("vmlinux boots via PVH with a command line and an initrd to Run /init", "[linux]") {
   auto r = boot_linux(
-      {"--kernel", cache_file("linux/vmlinux"), "--initrd", cache_file("initramfs.cpio.gz"),
-       "--memory", "256M", "--cmdline", std::string(kConsole) + "petrel.test=cmdline-marker"},
-      "Run /init");
+      {"--kernel", cache_file("linux/vmlinux"), "--initrd", cache_file(kTinyInitrd), "--memory",
+       "256M", "--cmdline", std::string(kConsole) + "petrel.test=cmdline-marker"},
+      kRunInit);
   CHECK_THAT(r.err, Contains("PVH"));
   CHECK_THAT(r.out, Contains("petrel.test=cmdline-marker"));
-  CHECK_THAT(r.out, Contains("Trying to unpack rootfs image as initramfs"));
-  CHECK_THAT(r.out, Contains("Run /init as init process"));
+  CHECK_THAT(r.out, Contains("Command line: console=ttyS0"));
+  CHECK_THAT(r.out, Contains("RAMDISK: [mem "));
+  CHECK_THAT(r.out, Contains("Freeing initrd memory"));
+  CHECK_THAT(r.out, Contains(kRunInit));
 }
 
-TEST_CASE("vmlinux boots with 2 vCPUs and more than 4 GiB of memory", "[linux]") {
-  auto r = boot_linux(
-      {"--kernel", cache_file("linux/vmlinux"), "--initrd", cache_file("initramfs.cpio.gz"),
-       "--memory", "5G", "--vcpus", "2", "--cmdline", kConsole},
-      "Run /init");
+TEST_CASE("vmlinux boots with 2 vCPUs", "[linux]") {
+  auto r = boot_linux({"--kernel", cache_file("linux/vmlinux"), "--initrd", cache_file(kTinyInitrd),
+                       "--vcpus", "2", "--cmdline", kConsole},
+                      kRunInit);
   CHECK_THAT(r.out, Contains("smp: Brought up 1 node, 2 CPUs"));
+  CHECK_THAT(r.out, Contains(kRunInit));
+}
+
+TEST_CASE("vmlinux boots with more than 4 GiB of memory", "[linux]") {
+  // Under PVM's emulator the kernel spends about 45 s per GiB initialising struct pages.
+  auto r = boot_linux({"--kernel", cache_file("linux/vmlinux"), "--initrd", cache_file(kTinyInitrd),
+                       "--memory", "4608M", "--cmdline", kConsole},
+                      kRunInit, std::chrono::seconds(1100));
   // The e820 map the kernel prints includes the RAM that continues at 4 GiB.
-  CHECK_THAT(r.out, Contains("[mem 0x0000000100000000-0x000000017fffffff] usable"));
-  CHECK_THAT(r.out, Contains("Run /init as init process"));
+  CHECK_THAT(r.out, Contains("[mem 0x0000000100000000-0x000000015fffffff] usable"));
+  CHECK_THAT(r.out, Contains(kRunInit));
 }
 
 TEST_CASE("vmlinux boots through the 64-bit entry with boot_params", "[linux]") {
   auto r = boot_linux({"--kernel", cache_file("linux/vmlinux-nopvh"), "--initrd",
                        cache_file(kTinyInitrd), "--cmdline", kConsole},
-                      "Run /init");
+                      kRunInit);
   CHECK_THAT(r.err, Contains("Linux 64-bit boot protocol"));
-  CHECK_THAT(r.out, Contains("Run /init as init process"));
+  CHECK_THAT(r.out, Contains(kRunInit));
 }
 
 TEST_CASE("bzImage boots via the Linux boot protocol to Run /init", "[linux]") {
   auto r = boot_linux({"--kernel", cache_file("linux/bzImage"), "--initrd", cache_file(kTinyInitrd),
                        "--cmdline", kConsole},
-                      "Run /init", std::chrono::seconds(900));
+                      kRunInit, std::chrono::seconds(900));
   CHECK_THAT(r.err, Contains("Linux 64-bit boot protocol"));
-  CHECK_THAT(r.out, Contains("Run /init as init process"));
+  CHECK_THAT(r.out, Contains(kRunInit));
 }
 
 TEST_CASE("the busybox initramfs runs its /init in user space", "[linux][userspace]") {
@@ -99,10 +110,10 @@ TEST_CASE("the busybox initramfs runs its /init in user space", "[linux][userspa
 }
 
 TEST_CASE("Debian's stock cloud kernel boots and loads its virtio modules", "[linux][userspace]") {
-  auto r =
-      boot_linux({"--kernel", cache_file("stock/vmlinuz"), "--initrd",
-                  cache_file("stock/initramfs.cpio.gz"), "--memory", "512M", "--cmdline", kConsole},
-                 "PETREL-STOCK-INIT-OK");
+  auto r = boot_linux(
+      {"--kernel", cache_file("stock/vmlinuz"), "--initrd", cache_file("stock/initramfs.cpio.gz"),
+       "--memory", "512M", "--cmdline", std::string(kConsole) + "nokaslr"},
+      "PETREL-STOCK-INIT-OK");
   CHECK_THAT(r.out, Contains("PETREL-STOCK-INIT-OK"));
   CHECK_THAT(r.out, Contains("virtio_pci"));
   CHECK_THAT(r.out, Contains("virtio_blk"));
