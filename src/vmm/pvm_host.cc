@@ -15,6 +15,7 @@ constexpr uint32_t bit(int n) {
 struct CpuidMask {
   uint32_t function;
   uint32_t index;
+  uint32_t eax;
   uint32_t ebx;
   uint32_t ecx;
   uint32_t edx;
@@ -22,24 +23,29 @@ struct CpuidMask {
 
 // Features whose instructions PVM's emulator cannot run (or that depend on one that it
 // cannot: AVX needs XSAVE). Bit numbers from the Intel SDM vol. 2A, CPUID.
-constexpr std::array<CpuidMask, 3> kEmulatedHidden = {{
-    {0x1, 0, 0,
-     bit(1) | bit(9) | bit(12) | bit(19) | bit(20) | bit(22) | bit(23) | bit(25) | bit(26) |
-         bit(27) | bit(28) | bit(29) | bit(30),  // PCLMUL SSSE3 FMA SSE4.1/2 MOVBE POPCNT AES
-                                                 // XSAVE OSXSAVE AVX F16C RDRAND
+constexpr std::array<CpuidMask, 4> kEmulatedHidden = {{
+    // PCLMUL SSSE3 FMA CX16 SSE4.1/2 MOVBE POPCNT AES XSAVE OSXSAVE AVX F16C RDRAND
+    {0x1, 0, 0, 0,
+     bit(1) | bit(9) | bit(12) | bit(13) | bit(19) | bit(20) | bit(22) | bit(23) | bit(25) |
+         bit(26) | bit(27) | bit(28) | bit(29) | bit(30),
      0},
-    {0x7, 0,
+    // EBX: FSGSBASE BMI1 HLE AVX2 SMEP BMI2 INVPCID RTM AVX512* RDSEED ADX SMAP CLFLUSHOPT
+    // CLWB SHA; ECX: AVX512VBMI PKU OSPKE WAITPKG VBMI2 GFNI VAES VPCLMUL VNNI BITALG
+    // VPOPCNTDQ LA57 RDPID; EDX: AVX512 4x, SERIALIZE, AMX
+    {0x7, 0, 0,
      bit(0) | bit(3) | bit(4) | bit(5) | bit(7) | bit(8) | bit(10) | bit(11) | bit(16) | bit(17) |
          bit(18) | bit(19) | bit(20) | bit(21) | bit(23) | bit(24) | bit(26) | bit(27) | bit(28) |
-         bit(29) | bit(30) | bit(31),  // FSGSBASE BMI1 HLE AVX2 SMEP BMI2 INVPCID RTM AVX512*
-                                       // RDSEED ADX SMAP CLFLUSHOPT CLWB SHA
+         bit(29) | bit(30) | bit(31),
      bit(1) | bit(3) | bit(4) | bit(5) | bit(6) | bit(8) | bit(9) | bit(10) | bit(11) | bit(12) |
-         bit(14) | bit(16) | bit(22),  // AVX512VBMI PKU OSPKE WAITPKG VBMI2 GFNI VAES VPCLMUL
-                                       // VNNI BITALG VPOPCNTDQ LA57 RDPID
-     bit(2) | bit(3) | bit(8) | bit(14) | bit(22) | bit(24) | bit(25)},  // AVX512 4x, SERIALIZE,
-                                                                         // AMX
-    {0x80000001, 0, 0, bit(5) | bit(6) | bit(11) | bit(16) | bit(21),    // LZCNT SSE4A XOP FMA4 TBM
-     bit(27)},                                                           // RDTSCP
+         bit(14) | bit(16) | bit(22),
+     bit(2) | bit(3) | bit(8) | bit(14) | bit(22) | bit(24) | bit(25)},
+    // ECX: LZCNT SSE4A XOP FMA4 TBM; EDX: RDTSCP
+    {0x80000001, 0, 0, 0, bit(5) | bit(6) | bit(11) | bit(16) | bit(21), bit(27)},
+    // KVM paravirtual features that work through VMCALL hypercalls (EAX: KVM_FEATURE_PV_UNHALT,
+    // _PV_SEND_IPI, _PV_SCHED_YIELD; Documentation/virt/kvm/x86/cpuid.rst). Measured: a
+    // guest's KVM_HC_SEND_IPI never completes under PVM's emulator, so a 2-vCPU Linux hangs
+    // bringing up its second CPU. Hidden, Linux falls back to plain APIC IPIs.
+    {0x40000001, 0, bit(7) | bit(11) | bit(13), 0, 0, 0},
 }};
 
 // Linux X86_FEATURE_* numbers (arch/x86/include/asm/cpufeatures.h: word * 32 + bit) of what
@@ -77,6 +83,7 @@ void PvmHost::adjust_cpuid(std::vector<kvm_cpuid_entry2>& entries, ExecMode mode
   for (auto& e : entries) {
     for (const auto& mask : kEmulatedHidden) {
       if (e.function == mask.function && e.index == mask.index) {
+        e.eax &= ~mask.eax;
         e.ebx &= ~mask.ebx;
         e.ecx &= ~mask.ecx;
         e.edx &= ~mask.edx;

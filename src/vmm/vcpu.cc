@@ -50,6 +50,20 @@ void Vcpu::kick() {
   }
 }
 
+void Vcpu::request_dump() {
+  dump_requested_.store(true);
+  kick();
+}
+
+void Vcpu::log_state() const {
+  auto sregs = vcpu_.get_sregs();
+  auto mp = vcpu_.get_mp_state();
+  spdlog::info("vCPU {}: {} cr0={:#x} cr3={:#x} cr4={:#x} efer={:#x} mp_state={} exits={}",
+               vcpu_.id(), describe_rip({}), sregs ? sregs->cr0 : 0, sregs ? sregs->cr3 : 0,
+               sregs ? sregs->cr4 : 0, sregs ? sregs->efer : 0, mp ? mp->mp_state : -1u,
+               exit_count());
+}
+
 void Vcpu::join() {
   if (thread_.joinable()) {
     thread_.join();
@@ -64,7 +78,12 @@ void Vcpu::run_loop() {
       return;
     }
     if (!*ran) {
-      continue;  // kicked; the loop condition looks at the latch
+      // Kicked: a stop (the loop condition looks at the latch) or a state dump.
+      if (dump_requested_.exchange(false)) {
+        vcpu_.set_immediate_exit(false);
+        log_state();
+      }
+      continue;
     }
     exits_.fetch_add(1, std::memory_order_relaxed);
     if (!handle(decode_exit(vcpu_.run_data(), vcpu_.run_size()))) {

@@ -44,11 +44,15 @@ class Vcpu {
   // Any thread: make the vCPU thread leave KVM_RUN and look at the stop latch.
   void kick();
   void join();
+  // Any thread: the vCPU thread logs its registers and the instruction at RIP, then runs on
+  // (for an operator looking at a guest that seems stuck: SIGUSR1 to petrel).
+  void request_dump();
 
   uint64_t exit_count() const { return exits_.load(std::memory_order_relaxed); }
 
  private:
   void run_loop();
+  void log_state() const;
   // Returns false when the VM must stop (the reason is already in the latch).
   bool handle(const VcpuExit& exit);
   void handle_io(const IoExit& io);
@@ -61,6 +65,7 @@ class Vcpu {
   VcpuContext ctx_;
   std::atomic<uint64_t> exits_{0};
   std::atomic<bool> started_{false};
+  std::atomic<bool> dump_requested_{false};
   std::jthread thread_;
 };
 

@@ -219,6 +219,18 @@ StopReason Vm::run(int console_fd) {
                      fmt::format("stopped by signal {}", signo)});
     }
   });
+  boost::asio::signal_set dump_signal(io_, SIGUSR1);
+  std::function<void(boost::system::error_code, int)> on_dump =
+      [this, &dump_signal, &on_dump](boost::system::error_code ec, int) {
+        if (ec) {
+          return;
+        }
+        for (auto& vcpu : vcpus_) {
+          vcpu->request_dump();
+        }
+        dump_signal.async_wait(on_dump);
+      };
+  dump_signal.async_wait(on_dump);
   std::unique_ptr<ConsoleInput> console;
   if (serial_socket_) {
     serial_socket_->start(serial_);
@@ -246,6 +258,7 @@ StopReason Vm::run(int console_fd) {
     console.reset();
     serial_socket_.reset();  // closes the client and unlinks the socket file
     signals.cancel();
+    dump_signal.cancel();
     work.reset();
   });
   loop.join();
