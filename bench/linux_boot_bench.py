@@ -58,8 +58,10 @@ STDERR_FATAL = [b"KVM internal error", b"emulation failure"]
 STDOUT_FATAL = [b"Kernel panic"]
 FATAL_GRACE_S = 1.0   # after a fatal line, collect the rest of the report this long
 
+CLK_TCK = os.sysconf("SC_CLK_TCK")
 LOG_TS = re.compile(r"^(\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d+) (\w+) petrel: (.*)$")
 PRINTK_RUN_INIT = re.compile(rb"\[\s*(\d+\.\d+)\] Run /init")
+PRINTK_PREFIX = re.compile(rb"^\[\s*\d+\.\d+\]\s?")
 PRINTK_STAMP = re.compile(rb"^\[\s*(\d+\.\d+)\]", re.MULTILINE)
 KERNEL_CMDLINE = re.compile(rb"\] Command line: ([^\r\n]*)")
 
@@ -91,11 +93,17 @@ class Boot:
         self.proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
                                      stderr=subprocess.PIPE, bufsize=0, close_fds=True)
         self.out = bytearray()
+        # console line (printk timestamp stripped) -> (first arrival in ns after exec, the
+        # VMM's CPU time in s at that moment)
+        self.lines = {}
+        self._line_start = 0
+        self.cpu_s = None      # user + system CPU time of the VMM process, from wait4()
         self.err = bytearray()
         self.first_byte_ns = None
         self.match_ns = None
         self.fatal = None
         self.fatal_ns = None
+        self.match_cpu_s = None
         self.fds = {self.proc.stdout.fileno(): "out", self.proc.stderr.fileno(): "err"}
 
     def _read_ready(self, timeout_s):
@@ -112,6 +120,17 @@ class Boot:
                 continue
             events.append((self.fds[fd], chunk, t))
         return events
+
+    def _note_lines(self, t):
+        while True:
+            nl = self.out.find(b"\n", self._line_start)
+            if nl < 0:
+                return
+            line = bytes(self.out[self._line_start:nl]).rstrip(b"\r")
+            self._line_start = nl + 1
+            text = PRINTK_PREFIX.sub(b"", line).decode(errors="replace").strip()
+            if text and text not in self.lines:
+                self.lines[text] = (t, self.cpu_now())
 
     def wait_for(self, pattern, timeout_s):
         """Read until pattern appears on stdout (pattern None: the first stdout byte), the
@@ -135,11 +154,13 @@ class Boot:
                 if kind == "out":
                     start = max(0, len(self.out) - (len(pattern) if pattern else 0))
                     self.out += chunk
+                    self._note_lines(t)
                     if self.first_byte_ns is None:
                         self.first_byte_ns = t
                     if fatal_deadline is None and not matched:
                         if pattern is None or self.out.find(pattern, start) >= 0:
                             self.match_ns = t
+                            self.match_cpu_s = self.cpu_now()
                             matched = True
                             continue
                         for bad in STDOUT_FATAL:
@@ -157,31 +178,56 @@ class Boot:
                                 fatal_deadline = time.monotonic() + FATAL_GRACE_S
             if matched:
                 return True
-            if self.proc.poll() is not None and not self.fds:
+            if self.exited() and not self.fds:
                 if self.fatal is None:
-                    self.fatal = f"exited with status {self.proc.returncode} first"
+                    self.fatal = "exited before it"
                     self.fatal_ns = time.perf_counter_ns() - self.t0
                 return False
 
     def finish(self, kill=True, timeout_s=10.0):
         """SIGTERM (if kill), drain both pipes until EOF, reap; SIGKILL after timeout_s."""
-        if kill and self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
+        if kill and not self.exited():
+            # os.kill, not Popen.send_signal: that one polls and might reap the child,
+            # losing its CPU time. An exited but unreaped child keeps its pid.
+            os.kill(self.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         hard = False
         while self.fds:
             if time.monotonic() >= deadline:
                 if hard:
                     break
-                self.proc.kill()
+                if not self.exited():
+                    os.kill(self.proc.pid, signal.SIGKILL)
                 hard = True
                 deadline = time.monotonic() + 5.0
             for kind, chunk, _ in self._read_ready(0.2):
                 (self.out if kind == "out" else self.err).extend(chunk)
-        rc = self.proc.wait()
+        if self.proc.returncode is None:
+            # wait4 instead of Popen.wait: the child's CPU time comes with it.
+            _, status, ru = os.wait4(self.proc.pid, 0)
+            self.proc.returncode = os.waitstatus_to_exitcode(status)
+            self.cpu_s = ru.ru_utime + ru.ru_stime
+        rc = self.proc.returncode
         self.proc.stdout.close()
         self.proc.stderr.close()
         return rc
+
+    def cpu_now(self):
+        """User + system CPU time of the VMM process so far (all its threads), in s, from
+        /proc/<pid>/stat (clock-tick resolution); None once it is gone."""
+        try:
+            with open(f"/proc/{self.proc.pid}/stat") as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            return (int(fields[11]) + int(fields[12])) / CLK_TCK
+        except (OSError, IndexError, ValueError):
+            return None
+
+    def exited(self):
+        """Whether the child has exited, without reaping it (WNOWAIT)."""
+        if self.proc.returncode is not None:
+            return True
+        return os.waitid(os.P_PID, self.proc.pid,
+                         os.WEXITED | os.WNOHANG | os.WNOWAIT) is not None
 
     def stderr_text(self):
         return self.err.decode(errors="replace")
@@ -216,7 +262,14 @@ def linux_run(argv, timeout_s, is_petrel):
     rec = {"ok": ok,
            "run_init_ms": boot.match_ns / 1e6 if ok else None,
            "first_byte_ms": boot.first_byte_ns / 1e6 if boot.first_byte_ns else None,
-           "exit_status": rc}
+           "exit_status": rc, "run_init_cpu_s": boot.match_cpu_s if ok else None,
+           "cpu_total_s": boot.cpu_s}
+    # Arrival of every console line (without its printk timestamp): ms after exec and the
+    # VMM's CPU seconds; used to compare how fast two VMMs got to the same point. Not in
+    # the JSON output.
+    rec["_lines"] = {text: (t / 1e6, cpu) for text, (t, cpu) in boot.lines.items()}
+    last = [text for text in boot.lines]
+    rec["last_console_line"] = last[-1] if last else None
     m = PRINTK_RUN_INIT.search(bytes(boot.out))
     rec["printk_run_init_s"] = float(m.group(1)) if m else None
     stamps = PRINTK_STAMP.findall(bytes(boot.out))
@@ -227,6 +280,8 @@ def linux_run(argv, timeout_s, is_petrel):
         rec.update(petrel_log_facts(boot))
     if not ok:
         rec["error"] = boot.fatal
+        if boot.fatal == "exited before it":
+            rec["error"] = f"exited with status {rc} before 'Run /init'"
         rec["failed_after_ms"] = boot.fatal_ns / 1e6 if boot.fatal_ns is not None else None
         rec["stderr_tail"] = "\n".join(boot.stderr_text().strip().splitlines()[-40:])
         rec["console_tail"] = "\n".join(
@@ -240,7 +295,7 @@ def hello_run(args):
     ok = boot.wait_for(None, 60.0)
     rc = boot.finish(kill=False, timeout_s=30.0)
     rec = {"ok": ok and rc == 0, "first_byte_ms": boot.first_byte_ns / 1e6 if ok else None,
-           "exit_status": rc}
+           "exit_status": rc, "cpu_total_s": boot.cpu_s}
     rec.update(petrel_log_facts(boot))
     if not rec["ok"]:
         rec["error"] = boot.fatal or f"exit status {rc}"
@@ -315,6 +370,7 @@ def summarise(rows):
         if row["kind"] == "linux":
             row["last_printk_s_failed"] = [r.get("last_printk_s") for r in recs if not r["ok"]]
         row["printk_run_init_s"] = stats(r.get("printk_run_init_s") for r in ok)
+        row["run_init_cpu_s"] = stats(r.get("run_init_cpu_s") for r in ok)
         guest = [r["run_init_ms"] - r["start_vcpus_ms"] for r in ok
                  if r.get("run_init_ms") is not None and r.get("start_vcpus_ms") is not None]
         row["first_insn_to_run_init_ms"] = stats(guest)
@@ -337,7 +393,8 @@ def failure_detail(rec):
     err = rec.get("stderr_tail") or ""
     for line in err.splitlines():
         if re.search(r"error|failure|Assertion|cannot|failed", line, re.IGNORECASE) \
-                and "terminating on signal" not in line and line not in parts:
+                and "terminating on signal" not in line \
+                and not any(line.strip() in p or p.split(": ", 1)[-1] in line for p in parts):
             parts.append(line.strip())
     m = re.search(r"^Code=.*<([0-9a-f]{2})>((?: [0-9a-f]{2}){0,5})", err, re.MULTILINE)
     if m:
@@ -411,6 +468,19 @@ def print_table(result):
     section("exec -> first console byte (s)", "first_byte_ms", 1e-3, linux)
     section("kernel's printk timestamp on the Run /init line (s)", "printk_run_init_s", 1.0,
             lambda r: linux(r) and r["succeeded"])
+    section("CPU time of the VMM process (user + system, all threads) at Run /init (s)",
+            "run_init_cpu_s", 1.0, lambda r: linux(r) and r["succeeded"])
+    for ms in result["milestones"]:
+        print(f"exec -> console line {ms['line']!r} (s)")
+        print(f"{'':<4}(the last line a QEMU/KVM boot printed before it failed)")
+        for entry in ms["rows"]:
+            st, cpu = entry["stats"], entry["cpu_s"]
+            label = "  " + entry["label"]
+            cpu_txt = (f"CPU time then: {cpu['min']:.2f} / {cpu['median']:.2f} / "
+                       f"{cpu['max']:.2f} s") if cpu else ""
+            print(f"{label:<{w}}{st['min'] / 1e3:>9.2f}{st['median'] / 1e3:>9.2f}"
+                  f"{st['max'] / 1e3:>9.2f}{str(st['n']) + '/' + str(entry['runs']):>9}"
+                  f"   {cpu_txt}")
     section("petrel: first guest instruction -> \"Run /init\" (s)",
             "first_insn_to_run_init_ms", 1e-3,
             lambda r: linux(r) and r["vmm"] == "petrel" and r["succeeded"])
@@ -445,8 +515,48 @@ def print_table(result):
                 break
 
 
-def ratios(rows):
+def compare_milestones(rows):
+    """For QEMU/KVM boots that died after printing: the last console line each printed,
+    and when every Linux row printed that same line (exec to its arrival, ms)."""
+    lines = []
+    for row in rows:
+        if row["vmm"] == "qemu" and row.get("accel") == "kvm":
+            for rec in row["records"]:
+                line = rec.get("last_console_line")
+                if not rec["ok"] and line and line not in lines:
+                    lines.append(line)
     out = []
+    for line in lines:
+        per_row = []
+        for row in rows:
+            if row["kind"] != "linux":
+                continue
+            hits = [rec["_lines"][line] for rec in row["records"]
+                    if line in rec.get("_lines", {})]
+            st = stats(ms for ms, _ in hits)
+            if st:
+                per_row.append({"label": row["label"], "stats": st,
+                                "cpu_s": stats(cpu for _, cpu in hits),
+                                "runs": len(row["records"])})
+        out.append({"line": line, "rows": per_row})
+    return out
+
+
+def ratios(rows, milestones=()):
+    out = []
+    for ms in milestones:
+        by_label = {e["label"]: e for e in ms["rows"]}
+        p = next((e for lbl, e in by_label.items() if lbl.startswith("petrel  vmlinux")), None)
+        if not p:
+            continue
+        for lbl, e in by_label.items():
+            if "(kvm" not in lbl:
+                continue
+            line = (f"median exec -> {ms['line']!r}, {lbl.strip()} / petrel vmlinux: "
+                    f"{e['stats']['median'] / p['stats']['median']:.2f} (wall clock)")
+            if e["cpu_s"] and p["cpu_s"] and p["cpu_s"]["median"]:
+                line += f", {e['cpu_s']['median'] / p['cpu_s']['median']:.2f} (CPU time)"
+            out.append(line)
     petrel = next((r for r in rows if r["vmm"] == "petrel" and r["kind"] == "linux"
                    and r["image"] == "vmlinux" and r["run_init_ms"]), None)
     if not petrel:
@@ -457,6 +567,10 @@ def ratios(rows):
             out.append(f"median exec -> Run /init, {row['label'].strip()} / "
                        f"{petrel['label'].strip()}: {q:.3f} "
                        f"(petrel / QEMU: {1 / q:.1f})")
+            if row.get("run_init_cpu_s") and petrel.get("run_init_cpu_s"):
+                c = row["run_init_cpu_s"]["median"] / petrel["run_init_cpu_s"]["median"]
+                out.append(f"median CPU time at Run /init, {row['label'].strip()} / "
+                           f"{petrel['label'].strip()}: {c:.3f} (petrel / QEMU: {1 / c:.1f})")
     return out
 
 
@@ -609,9 +723,9 @@ def main():
         if row.get("disabled"):
             return True
         if auto and row["vmm"] == "qemu" and row["accel"] == "tcg":
-            # auto: TCG only once every KVM row has failed.
-            return not all(r.get("disabled") for r in rows
-                           if r["vmm"] == "qemu" and r["accel"] == "kvm")
+            # auto: TCG only while no KVM row has reached Run /init.
+            return any(rec["ok"] for r in rows if r["vmm"] == "qemu" and r["accel"] == "kvm"
+                       for rec in r["records"])
         return False
 
     seen_cmdlines = set()
@@ -644,13 +758,18 @@ def main():
                 seen_cmdlines.add(rec["kernel_cmdline"])
                 qemu_append["value"] = rec["kernel_cmdline"]
                 qemu_append["source"] = "the kernel's 'Command line:' in petrel's boot"
-            if row["vmm"] == "qemu" and auto and row["accel"] == "kvm" and not rec["ok"]:
+            if row["vmm"] == "qemu" and auto and row["accel"] == "kvm" and not rec["ok"] \
+                    and rec.get("first_byte_ms") is None:
+                # A failure before the first console byte (QEMU cannot start the VM) is not
+                # worth repeating; one after it is: how far QEMU got, and how fast, compares
+                # with petrel under the same emulator.
                 row["disabled"] = True
-                notes.append(f"QEMU -accel kvm -cpu {row['cpu']} failed ({rec['error']}); "
-                             "not run again (--qemu-accel auto)")
+                notes.append(f"QEMU -accel kvm -cpu {row['cpu']} failed before any console "
+                             f"output ({rec['error']}); not run again (--qemu-accel auto)")
                 log("  -> not run again")
 
     summarise(rows)
+    milestones = compare_milestones(rows)
     if any(r["vmm"] == "qemu" and r["accel"] == "tcg" and r["records"] for r in rows) and auto:
         notes.append("every QEMU -accel kvm row failed, so QEMU was measured with -accel tcg "
                      "(the 'tcg' row): no KVM, QEMU's own JIT (different machine options: "
@@ -677,7 +796,11 @@ def main():
               "qemu_append": qemu_append["value"], "kernel_cmdlines_seen": sorted(seen_cmdlines),
               "runs": args.runs, "hello_runs_per_run": args.hello_runs,
               "binaries": binaries, "rows": rows, "notes": notes}
-    result["ratios"] = ratios(rows)
+    result["ratios"] = ratios(rows, milestones)
+    result["milestones"] = milestones
+    for row in rows:
+        for rec in row["records"]:
+            rec.pop("_lines", None)
     if args.json_out:
         with open(args.json_out, "w") as f:
             json.dump(result, f, indent=2)

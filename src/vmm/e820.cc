@@ -15,7 +15,7 @@ std::vector<E820Entry> build_e820(const GuestMemory& mem) {
       map.push_back({start, std::min(end, ebda) - start, E820Type::kRam});
     }
     if (start < one_mib && end > ebda) {
-      // EBDA (MP table) .. end of the BIOS area (ACPI tables): firmware-owned.
+      // EBDA .. end of the BIOS area (ACPI and MP tables): firmware-owned.
       map.push_back({ebda, std::min(end, one_mib) - ebda, E820Type::kReserved});
     }
     if (end > one_mib) {
