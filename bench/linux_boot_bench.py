@@ -5,28 +5,32 @@ For every run, interleaved (petrel vmlinux, [petrel bzImage], QEMU, petrel hello
 the next run) so that drift of the machine hits every row alike, this measures:
 
   1. exec to "Run /init": time.perf_counter_ns() is read just before subprocess.Popen
-     forks and execs the VMM (stdout and stderr on pipes); the end is the moment the chunk
-     of guest console output (the VMM's stdout) that completes the text "Run /init" is read
-     from the pipe. The kernel prints "Run /init as init process" right before it execs
-     the initramfs's /init, i.e. at the end of kernel boot. The VMM then gets SIGTERM (on
-     a PVM host Linux user space cannot run anyway). Also recorded: exec to the first
-     console byte, and the kernel's own printk timestamp on the "Run /init" line.
+     forks and execs the VMM (stdout and stderr on pipes, both read as data arrives); the
+     end is the moment the chunk of guest console output (the VMM's stdout) that completes
+     the text "Run /init" is read from the pipe. The kernel prints "Run /init as init
+     process" right before it execs the initramfs's /init: the end of kernel boot. The VMM
+     then gets SIGTERM (on a PVM host Linux user space cannot run anyway). Also recorded:
+     exec to the first console byte, the kernel's printk timestamp on the "Run /init" line,
+     and the VMM's CPU time (user + system, all threads, /proc/<pid>/stat) when the line
+     arrived, which a loaded machine stretches far less than the wall clock.
      petrel boots the PVH vmlinux (and, with --bzimage, the bzImage through the Linux
-     64-bit boot protocol); QEMU boots the same vmlinux with -machine microvm -kernel
-     (PVH), with the same initrd, RAM, vCPUs and kernel command line, including the words
-     petrel appends on a PVM host in emulated mode, so both kernels avoid the same
-     instructions. QEMU is tried with -accel kvm; if that fails (QEMU exits, or prints
-     "KVM internal error", e.g. on an instruction PVM's emulator cannot run and QEMU does
-     not handle), the error is reported and QEMU is run with -accel tcg instead.
+     64-bit boot protocol). QEMU boots the same vmlinux with -M microvm -kernel (PVH), with
+     the same initrd, RAM and vCPUs and the command line the kernel reported under petrel
+     ("Command line: ..."), i.e. including what petrel appends on a PVM host in emulated
+     mode, so both kernels avoid the same instructions. QEMU runs with -accel kvm first;
+     a failure (QEMU exits, or prints "KVM internal error", e.g. on an instruction PVM's
+     emulator cannot run and QEMU does not handle) is reported with its error text, and
+     QEMU is then measured with -accel tcg. For a QEMU/KVM boot that died after printing,
+     the table also compares when each VMM printed the last line QEMU got to.
   2. petrel's own set-up, exec to the first guest instruction: petrel logs "starting N
-     vCPU(s), ... mode" (with a wall-clock timestamp, microseconds) right before its vCPU
-     threads enter KVM_RUN. The figure is that timestamp minus time.time() read just before
-     Popen; both are CLOCK_REALTIME. Taken from every Linux boot above and from runs of the
-     tiny test guest hello.elf, whose exec-to-first-serial-byte time (the method of
+     vCPU(s), ... mode" (wall-clock timestamp, microseconds, local time) right before its
+     vCPU threads enter KVM_RUN. The figure is that timestamp minus time.time() read just
+     before Popen; both are CLOCK_REALTIME. Taken from every Linux boot above and from runs
+     of the tiny test guest hello.elf, whose exec-to-first-serial-byte time (the method of
      bench/boot_bench.py) is reported too as a cross-check.
 
 This is a benchmark, not a test: it prints figures and asserts nothing about time.
-Standard library only. Linux only.
+Standard library only. Linux only (/proc, os.waitid, os.wait4).
 """
 
 import argparse
@@ -168,6 +172,7 @@ class Boot:
                                 self.fatal = f"guest console: {bad.decode()}"
                                 self.fatal_ns = t
                                 fatal_deadline = time.monotonic() + FATAL_GRACE_S
+                                break
                 else:
                     self.err += chunk
                     if fatal_deadline is None and not matched:
@@ -176,6 +181,7 @@ class Boot:
                                 self.fatal = f"VMM stderr: {bad.decode()}"
                                 self.fatal_ns = t
                                 fatal_deadline = time.monotonic() + FATAL_GRACE_S
+                                break
             if matched:
                 return True
             if self.exited() and not self.fds:
