@@ -634,10 +634,12 @@ def main():
                          "gets 3x)")
     ap.add_argument("--qemu", default="/usr/bin/qemu-system-x86_64")
     ap.add_argument("--qemu-accel", default="auto",
-                    help="auto (default): the kvm rows in order; a kvm row that fails is "
-                         "reported and not run again, and once every kvm row has failed, "
-                         "tcg is measured instead. Or a comma-separated list (kvm,tcg): "
-                         "those rows, every run, failures and all")
+                    help="auto (default): the kvm rows (see --qemu-cpu-kvm), then tcg "
+                         "while no kvm row has reached Run /init; a kvm row that fails "
+                         "before any console output is reported once and not run again, "
+                         "one that fails later runs every run (how far and how fast it got "
+                         "is compared). Or a comma-separated list (kvm,tcg): those rows, "
+                         "every run, failures and all")
     ap.add_argument("--qemu-machine", default="microvm", help="QEMU -M with kvm "
                     "(default microvm)")
     ap.add_argument("--qemu-machine-tcg", default="microvm,acpi=off",
