@@ -9,7 +9,8 @@ packages=(
   linux-libc-dev libboost1.74-dev libfmt-dev libspdlog-dev nlohmann-json3-dev catch2
   liburing-dev libseccomp-dev libsystemd-dev libclang-rt-14-dev
   # tests and benchmarks
-  curl iproute2 python3 qemu-system-x86 procps
+  curl iproute2 python3 qemu-system-x86 procps e2fsprogs fio iputils-ping
+  acpica-tools
   # guest kernel and initramfs (scripts/build-guest-kernel.sh, build-initramfs.sh,
   # prepare-stock-kernel.sh)
   linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils gzip lz4 busybox-static

@@ -18,6 +18,7 @@ done
 # The Linux guests the KVM tests boot (cached under guest-cache/, rebuilt only on change).
 ./scripts/build-guest-kernel.sh
 ./scripts/build-initramfs.sh
+./scripts/build-disk-image.sh
 if [ ! -e /sys/module/kvm_pvm ]; then
   # Stock-kernel tests need guest user space: they run on hardware KVM only (skipped on PVM).
   ./scripts/prepare-stock-kernel.sh

@@ -1,5 +1,6 @@
 #include "vmm/acpi_tables.h"
 
+#include <algorithm>
 #include <array>
 #include <bit>
 #include <cstddef>
@@ -205,6 +206,26 @@ struct [[gnu::packed]] MadtLocalApicNmi {
 };
 static_assert(sizeof(MadtLocalApicNmi) == 6);
 
+// PCI Firmware Specification 3.0 §4.1.2, Table 4-3: the MCFG table's fields after the header,
+// then one Table 4-4 entry per ECAM region.
+struct [[gnu::packed]] McfgHeader {
+  SdtHeader header;
+  uint64_t reserved;
+};
+static_assert(sizeof(McfgHeader) == 44);
+
+struct [[gnu::packed]] McfgAllocation {
+  uint64_t base_address;  // ECAM of bus 0 of the range, even when start_bus is not 0
+  uint16_t segment;
+  uint8_t start_bus;
+  uint8_t end_bus;
+  uint32_t reserved;
+};
+static_assert(sizeof(McfgAllocation) == 16);
+
+// ECAM (PCI Express Base 4.0 §7.2.2): 1 MiB per bus (32 devices x 8 functions x 4 KiB).
+constexpr uint64_t kEcamBytesPerBus = uint64_t{1} << 20;
+
 SdtHeader sdt_header(const char (&signature)[5], uint8_t revision) {
   SdtHeader h{};
   h.signature = chars(signature);
@@ -226,8 +247,8 @@ void seal_table(Bytes& table) {
 }
 
 // DSDT (ACPI 6.4 §5.2.11.1): a Definition Block, the header and acpi_dsdt.h's AML.
-Result<Bytes> build_dsdt() {
-  PETREL_TRY_ASSIGN(Bytes aml, build_dsdt_aml());
+Result<Bytes> build_dsdt(const AcpiConfig& cfg) {
+  PETREL_TRY_ASSIGN(Bytes aml, build_dsdt_aml(cfg));
   Bytes table;
   append_struct(table, sdt_header("DSDT", 2));  // revision 2: 64-bit AML integers
   table.insert(table.end(), aml.begin(), aml.end());
@@ -300,6 +321,24 @@ Bytes build_madt(uint32_t vcpus) {
   return table;
 }
 
+// MCFG: segment 0's ECAM at layout::kPciEcam, for the buses it covers (bus 0 only today).
+Bytes build_mcfg() {
+  static_assert(layout::kPciEcamSize % kEcamBytesPerBus == 0 &&
+                layout::kPciEcamSize / kEcamBytesPerBus <= 256);
+  Bytes table;
+  McfgHeader header{};
+  header.header = sdt_header("MCFG", 1);
+  append_struct(table, header);
+  McfgAllocation ecam{};
+  ecam.base_address = layout::kPciEcam.value();
+  ecam.segment = 0;
+  ecam.start_bus = 0;
+  ecam.end_bus = static_cast<uint8_t>(layout::kPciEcamSize / kEcamBytesPerBus - 1);
+  append_struct(table, ecam);
+  seal_table(table);
+  return table;
+}
+
 // XSDT (ACPI 6.4 §5.2.8): the header and the 64-bit addresses of the other tables.
 Bytes build_xsdt(std::span<const uint64_t> tables) {
   Bytes table;
@@ -333,17 +372,19 @@ constexpr uint64_t align16(uint64_t offset) {
 
 Result<GuestAddress> write_acpi_tables(const GuestMemory& mem, const AcpiConfig& cfg) {
   PETREL_TRY(firmware::check_vcpu_count(cfg.vcpus));
-  PETREL_TRY_ASSIGN(Bytes dsdt, build_dsdt());
+  PETREL_TRY_ASSIGN(Bytes dsdt, build_dsdt(cfg));
   const Bytes madt = build_madt(cfg.vcpus);
+  const Bytes mcfg = cfg.pci ? build_mcfg() : Bytes{};
 
-  // The area: RSDP, XSDT, FADT, MADT, DSDT, each 16-byte aligned.
+  // The area: RSDP, XSDT, FADT, MADT, MCFG (with PCI), DSDT, each 16-byte aligned.
   static_assert(layout::kRsdp == layout::kAcpiTablesStart);
   const uint64_t base = layout::kAcpiTablesStart.value();
-  constexpr size_t kXsdtEntries = 2;
+  const size_t xsdt_entries = cfg.pci ? 3 : 2;
   const uint64_t xsdt_at = align16(sizeof(Rsdp));
-  const uint64_t fadt_at = align16(xsdt_at + sizeof(SdtHeader) + kXsdtEntries * sizeof(uint64_t));
+  const uint64_t fadt_at = align16(xsdt_at + sizeof(SdtHeader) + xsdt_entries * sizeof(uint64_t));
   const uint64_t madt_at = align16(fadt_at + sizeof(Fadt));
-  const uint64_t dsdt_at = align16(madt_at + madt.size());
+  const uint64_t mcfg_at = align16(madt_at + madt.size());
+  const uint64_t dsdt_at = align16(mcfg_at + mcfg.size());
   const uint64_t end = dsdt_at + dsdt.size();
   if (end > layout::kAcpiTablesSize) {
     return Error(ErrorCode::kOutOfRange,
@@ -351,7 +392,10 @@ Result<GuestAddress> write_acpi_tables(const GuestMemory& mem, const AcpiConfig&
                              layout::kAcpiTablesSize));
   }
   const Bytes fadt = build_fadt(base + dsdt_at, cfg);
-  const std::array<uint64_t, kXsdtEntries> entries = {base + fadt_at, base + madt_at};
+  std::vector<uint64_t> entries = {base + fadt_at, base + madt_at};
+  if (cfg.pci) {
+    entries.push_back(base + mcfg_at);
+  }
   const Bytes xsdt = build_xsdt(entries);
   const Rsdp rsdp = build_rsdp(base + xsdt_at);
 
@@ -360,6 +404,7 @@ Result<GuestAddress> write_acpi_tables(const GuestMemory& mem, const AcpiConfig&
   std::memcpy(image.data() + xsdt_at, xsdt.data(), xsdt.size());
   std::memcpy(image.data() + fadt_at, fadt.data(), fadt.size());
   std::memcpy(image.data() + madt_at, madt.data(), madt.size());
+  std::copy(mcfg.begin(), mcfg.end(), image.begin() + static_cast<ptrdiff_t>(mcfg_at));
   std::memcpy(image.data() + dsdt_at, dsdt.data(), dsdt.size());
   auto written = mem.write(layout::kAcpiTablesStart, std::as_bytes(std::span(image)));
   if (!written) {

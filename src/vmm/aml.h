@@ -12,6 +12,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string_view>
 #include <vector>
 
 #include "vmm/base/result.h"
@@ -37,8 +38,24 @@ class NameString {
 
   template <size_t N>
   consteval NameString(const char (&text)[N]) {  // NOLINT: implicit from a literal
+    if (const char* why = parse(std::string_view(text, N - 1))) {
+      detail::invalid_name_string(why);
+    }
+  }
+
+  // The same syntax checked at run time, for names built from numbers (e.g. "VR0A"). Fails
+  // with kInvalidArgument naming the problem.
+  static Result<NameString> from_runtime(std::string_view text);
+
+  std::span<const uint8_t> bytes() const { return {bytes_.data(), size_}; }
+
+ private:
+  constexpr NameString() = default;
+
+  // Encodes `text` into bytes_; returns nullptr, or why the text is not a NameString.
+  constexpr const char* parse(std::string_view text) {
     size_t i = 0;
-    const size_t len = N - 1;  // without the NUL
+    const size_t len = text.size();
     if (len > 0 && text[0] == '\\') {
       push(0x5c);  // RootChar
       i = 1;
@@ -47,7 +64,7 @@ class NameString {
     size_t nsegs = 0;
     while (true) {
       if (nsegs == kMaxSegs) {
-        detail::invalid_name_string("too many NameSegs");
+        return "too many NameSegs";
       }
       size_t n = 0;
       while (i < len && text[i] != '.') {
@@ -55,13 +72,13 @@ class NameString {
         const bool upper = c >= 'A' && c <= 'Z';
         const bool digit = c >= '0' && c <= '9';
         if (!(upper || c == '_' || (digit && n > 0)) || n == 4) {
-          detail::invalid_name_string("bad NameSeg");
+          return "bad NameSeg";
         }
         segs[nsegs][n++] = static_cast<uint8_t>(c);
         ++i;
       }
       if (n == 0) {
-        detail::invalid_name_string("empty NameSeg");
+        return "empty NameSeg";
       }
       for (; n < 4; ++n) {
         segs[nsegs][n] = '_';
@@ -83,11 +100,9 @@ class NameString {
         push(c);
       }
     }
+    return nullptr;
   }
 
-  std::span<const uint8_t> bytes() const { return {bytes_.data(), size_}; }
-
- private:
   constexpr void push(uint8_t b) { bytes_[size_++] = b; }
 
   std::array<uint8_t, 3 + kMaxSegs * 4> bytes_{};  // root, MultiNamePrefix, SegCount, segs
@@ -148,6 +163,10 @@ Bytes integer(uint64_t value);
 // An EISA ID as an Integer, encoded as ASL compilers encode EISAID(): DWordPrefix + value.
 Bytes eisa_id(EisaId id);
 
+// A String (§20.2.3): StringPrefix, the ASCII characters, NUL. Fails (kInvalidArgument) for
+// characters outside 0x01-0x7f, which a String cannot hold.
+Result<Bytes> string(std::string_view text);
+
 // DefName (§20.2.5.1): NameOp NameString DataRefObject.
 Bytes name(const NameString& name, std::span<const uint8_t> object);
 
@@ -166,6 +185,30 @@ Bytes io_port(uint16_t min, uint16_t max, uint8_t alignment, uint8_t length);
 // IRQ Descriptor without the information byte (§6.4.2.1): ASL IRQNoFlags(){...}, edge
 // triggered, active high, exclusive. Bit n of `irq_mask` selects IRQ n.
 Bytes irq_no_flags(uint16_t irq_mask);
+
+// Large resource descriptors (§6.4.3).
+// 32-Bit Fixed Memory Range Descriptor (§6.4.3.4): ASL Memory32Fixed(ReadWrite|ReadOnly, base,
+// length).
+enum class Access : uint8_t { kReadOnly = 0, kReadWrite = 1 };
+Bytes memory32_fixed(Access access, uint32_t base, uint32_t length);
+
+// Extended Interrupt Descriptor (§6.4.3.6) with one interrupt number (a GSI on x86) and no
+// resource source: ASL Interrupt(ResourceConsumer, trigger, polarity, sharing) {gsi}.
+enum class Trigger : uint8_t { kLevel = 0, kEdge = 1 };
+enum class Polarity : uint8_t { kActiveHigh = 0, kActiveLow = 1 };
+enum class Sharing : uint8_t { kExclusive = 0, kShared = 1 };
+Bytes interrupt(uint32_t gsi, Trigger trigger, Polarity polarity, Sharing sharing);
+
+// Address Space Descriptors (§6.4.3.5) of a bridge's windows: ResourceProducer, MinFixed,
+// MaxFixed, PosDecode, granularity 0, translation offset 0, length max - min + 1; `min` must
+// not exceed `max` (the range is the caller's constant, never guest input). In ASL:
+//   WordBusNumber(ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, min, max, 0, len)
+//   WordIO(ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange, 0, min, max, 0, len)
+//   DWordMemory(ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+//               0, min, max, 0, len)
+Bytes word_bus_number(uint16_t min, uint16_t max);
+Bytes word_io(uint16_t min, uint16_t max);
+Bytes dword_memory(uint32_t min, uint32_t max);
 
 // ASL ResourceTemplate(): a Buffer of the descriptors followed by an End Tag (§6.4.2.9) whose
 // checksum byte is 0 ("treated as if the checksum operation succeeded").

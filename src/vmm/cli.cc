@@ -24,6 +24,11 @@ struct FlagSpec {
   // Checks `value` and stores it into `config`. The error message leaves out the flag name.
   // nullptr for the flags parse_run handles itself (--config, --help).
   Result<void> (*apply)(std::string_view value, VmConfig& config);
+  // A list flag (--disk, --net) may be given more than once; the first one given replaces the
+  // list read from --config (reset), each adds one entry.
+  void (*reset)(VmConfig& config) = nullptr;
+  // The value may be left out (--rng): "" is applied then.
+  bool optional_value = false;
 };
 
 Result<void> apply_kernel(std::string_view value, VmConfig& config) {
@@ -91,10 +96,40 @@ Result<void> apply_pvm_mode(std::string_view value, VmConfig& config) {
   return ok();
 }
 
+Result<void> apply_disk(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(DiskSpec disk, parse_disk_option(value));
+  PETREL_TRY(check_disk_file(disk.path, disk.read_only));
+  config.disks.push_back(std::move(disk));
+  return ok();
+}
+
+Result<void> apply_net(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(NetSpec net, parse_net_option(value));
+  config.nets.push_back(std::move(net));
+  return ok();
+}
+
+Result<void> apply_rng(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.rng, parse_rng_option(value));
+  return ok();
+}
+
+Result<void> apply_virtio_transport(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.virtio_transport, parse_virtio_transport(value));
+  return ok();
+}
+
+void reset_disks(VmConfig& config) {
+  config.disks.clear();
+}
+void reset_nets(VmConfig& config) {
+  config.nets.clear();
+}
+
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 12> kRunFlags{{
+constexpr std::array<FlagSpec, 16> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
     {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
@@ -115,6 +150,19 @@ constexpr std::array<FlagSpec, 12> kRunFlags{{
      "--log-format json", apply_log_format},
     {"--pvm-mode", "MODE", "auto, or emulated to force PVM's emulated mode (default auto)",
      "--pvm-mode emulated", apply_pvm_mode},
+    {"--disk", "OPTS",
+     "A virtio-blk disk (repeatable): path=FILE[,readonly=on][,serial=S][,engine=auto|uring|"
+     "sync][,transport=mmio|pci]",
+     "--disk path=root.img,serial=root", apply_disk, reset_disks},
+    {"--net", "OPTS",
+     "A virtio-net NIC on a TAP (repeatable): [tap=NAME][,mac=MAC][,mtu=N][,transport=mmio|pci]",
+     "--net tap=tap0,mac=52:54:00:12:34:56", apply_net, reset_nets},
+    {"--rng", "[OPTS]", "A virtio-rng entropy device fed by getrandom: [transport=mmio|pci]",
+     "--rng", apply_rng, nullptr, true},
+    {"--virtio-transport", "T",
+     "Transport of virtio devices that do not say: mmio or pci "
+     "(default mmio)",
+     "--virtio-transport pci", apply_virtio_transport},
     {kConfigFlag, "FILE", "Read settings from a JSON config file; flags override it",
      "--config configs/example-full.json", nullptr},
     {kHelpFlag, "", "Show this help and exit", "petrel run --help", nullptr},
@@ -179,7 +227,8 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
       }
       return CliCommand{CliCommandKind::kHelp, {}};  // --help is the only flag without a value
     }
-    if (std::any_of(given.begin(), given.end(),
+    if (spec->reset == nullptr &&
+        std::any_of(given.begin(), given.end(),
                     [spec](const GivenFlag& g) { return g.spec == spec; })) {
       return usage_error(std::string(name) + ": given more than once");
     }
@@ -188,6 +237,8 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
       value = *inline_value;
     } else if (i + 1 < args.size() && !args[i + 1].starts_with("--")) {
       value = args[++i];
+    } else if (spec->optional_value) {
+      value = {};
     } else {
       return usage_error(std::string(name) + ": missing value (" + std::string(spec->metavar) +
                          "), e.g. " + std::string(spec->example));
@@ -205,6 +256,11 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
     }
     config_file = std::filesystem::path(config_flag->value);
     PETREL_TRY_ASSIGN(config, load_config_file(*config_file));
+  }
+  for (const GivenFlag& flag : given) {
+    if (flag.spec->reset != nullptr) {
+      flag.spec->reset(config);
+    }
   }
   for (const GivenFlag& flag : given) {
     if (flag.spec->apply == nullptr) {

@@ -168,6 +168,33 @@ Result<void> check_input_file(const std::filesystem::path& path) {
   return ok();
 }
 
+Result<void> check_disk_file(const std::filesystem::path& path, bool read_only) {
+  if (path.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "must not be empty");
+  }
+  int flags = (read_only ? O_RDONLY : O_RDWR) | O_CLOEXEC | O_NONBLOCK;
+  UniqueFd fd(::open(path.c_str(), flags));
+  if (!fd.valid()) {
+    int err = errno;
+    if (!read_only && (err == EACCES || err == EROFS || err == EPERM)) {
+      return Error(
+          ErrorCode::kInvalidArgument,
+          path.string() + ": " + std::strerror(err) + " (add readonly=on to use it read-only)",
+          err);
+    }
+    return path_error(path, err);
+  }
+  struct stat st {};
+  if (::fstat(fd.get(), &st) != 0) {
+    return path_error(path, errno);
+  }
+  if (!S_ISREG(st.st_mode) && !S_ISBLK(st.st_mode)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 path.string() + ": not a regular file or block device");
+  }
+  return ok();
+}
+
 Result<void> check_cmdline(std::string_view cmdline) {
   if (cmdline.size() > kMaxCmdlineLength) {
     return Error(ErrorCode::kInvalidArgument, std::to_string(cmdline.size()) +

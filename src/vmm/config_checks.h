@@ -20,6 +20,9 @@ Result<void> check_name(std::string_view name);
 // kInvalidArgument when the path is empty or it is not a readable regular file.
 Result<void> check_input_file(const std::filesystem::path& path);
 Result<void> check_cmdline(std::string_view cmdline);
+// A disk image: an existing regular file or block device, readable, and writable unless
+// `read_only`.
+Result<void> check_disk_file(const std::filesystem::path& path, bool read_only);
 Result<void> check_memory(uint64_t bytes);
 Result<void> check_log_level(std::string_view level);
 // A path a serial log can be created at: not a directory, and its directory exists.

@@ -193,12 +193,51 @@ Result<void> set_pvm_mode(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_disks(const json& value, VmConfig& config) {
+  if (!value.is_array()) {
+    return field_error("disks", "expected an array of disk objects, got " + describe(value));
+  }
+  config.disks.clear();
+  for (size_t i = 0; i < value.size(); ++i) {
+    PETREL_TRY_ASSIGN(DiskSpec disk, disk_from_json(value[i], "disks[" + std::to_string(i) + "]"));
+    config.disks.push_back(std::move(disk));
+  }
+  return ok();
+}
+
+Result<void> set_nets(const json& value, VmConfig& config) {
+  if (!value.is_array()) {
+    return field_error("nets", "expected an array of NIC objects, got " + describe(value));
+  }
+  config.nets.clear();
+  for (size_t i = 0; i < value.size(); ++i) {
+    PETREL_TRY_ASSIGN(NetSpec net, net_from_json(value[i], "nets[" + std::to_string(i) + "]"));
+    config.nets.push_back(std::move(net));
+  }
+  return ok();
+}
+
+Result<void> set_rng(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.rng, rng_from_json(value, "rng"));
+  return ok();
+}
+
+Result<void> set_virtio_transport(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(std::string name, get_string(value, "virtio_transport"));
+  auto transport = parse_virtio_transport(name);
+  if (!transport.ok()) {
+    return field_error("virtio_transport", transport.error());
+  }
+  config.virtio_transport = *transport;
+  return ok();
+}
+
 struct TopLevelField {
   std::string_view key;
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 9> kTopLevelFields{{
+constexpr std::array<TopLevelField, 13> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
     {"initrd", set_initrd},
@@ -208,6 +247,10 @@ constexpr std::array<TopLevelField, 9> kTopLevelFields{{
     {"serial", set_serial},
     {"log", set_log},
     {"pvm_mode", set_pvm_mode},
+    {"disks", set_disks},
+    {"nets", set_nets},
+    {"rng", set_rng},
+    {"virtio_transport", set_virtio_transport},
 }};
 
 constexpr std::array<std::string_view, kTopLevelFields.size()> top_level_keys() {
@@ -361,6 +404,11 @@ Result<VmConfig> load_config_file(const std::filesystem::path& path) {
   }
   if (config.initrd.is_relative() && !config.initrd.empty()) {
     config.initrd = dir / config.initrd;
+  }
+  for (auto& disk : config.disks) {
+    if (disk.path.is_relative()) {
+      disk.path = dir / disk.path;
+    }
   }
   if (serial_mode_has_path(config.serial.mode) && config.serial.path.is_relative()) {
     config.serial.path = dir / config.serial.path;

@@ -115,7 +115,7 @@ Result<LoadedElf> load_elf(const GuestMemory& mem, std::span<const std::byte> im
           ErrorCode::kOutOfRange,
           fmt::format("segment {} at {:#x} is below the 1 MiB kernel minimum", i, start.value()));
     }
-    auto dest = mem.slice(start, phdr->p_memsz);
+    auto dest = mem.slice_mut(start, phdr->p_memsz);
     if (!dest) {
       return Error(ErrorCode::kOutOfRange,
                    fmt::format("segment {} ({:#x} bytes at {:#x}) does not fit in guest memory", i,

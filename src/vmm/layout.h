@@ -43,6 +43,18 @@ inline constexpr GuestAddress kKernelMin{0x100000};
 // The 32-bit MMIO hole: RAM above kMmioHoleStart continues at 4 GiB.
 inline constexpr GuestAddress kMmioHoleStart{0xc0000000};
 inline constexpr GuestAddress kFourGiB{0x100000000};
+// Inside the hole (all 32-bit, so test guests' identity map reaches them):
+// PCI 32-bit BAR window (petrel assigns BARs here; the guest may move them inside it).
+inline constexpr GuestAddress kPciMmioWindow{0xc0000000};
+inline constexpr uint64_t kPciMmioWindowSize = 0x10000000;
+// virtio-MMIO devices: slot n at kVirtioMmioBase + n * 4 KiB (virtio 1.2 4.2.2).
+inline constexpr GuestAddress kVirtioMmioBase{0xd0000000};
+inline constexpr uint64_t kVirtioMmioSlotSize = 0x1000;
+inline constexpr uint32_t kVirtioMmioMaxSlots = 32;
+// PCI Express enhanced configuration (ECAM/MMCONFIG) for bus 0 only: 32 devices x 8
+// functions x 4 KiB.
+inline constexpr GuestAddress kPciEcam{0xe0000000};
+inline constexpr uint64_t kPciEcamSize = 0x100000;
 // KVM's TSS (3 pages) and identity-map page live in the hole, below the IOAPIC/LAPIC.
 inline constexpr GuestAddress kKvmTss{0xfffbd000};
 inline constexpr GuestAddress kKvmIdentityMap{0xfffbc000};

@@ -62,7 +62,7 @@ Result<LoadedBzImage> load_bzimage(const GuestMemory& mem, std::span<const std::
                                  uint64_t{hdr.syssize} * 16, image.size() - kernel_offset));
   }
   auto kernel = image.subspan(kernel_offset);
-  auto dest = mem.slice(layout::kKernelMin, kernel.size());
+  auto dest = mem.slice_mut(layout::kKernelMin, kernel.size());
   if (!dest) {
     return Error(
         ErrorCode::kOutOfRange,

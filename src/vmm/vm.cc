@@ -123,6 +123,7 @@ Result<void> Vm::setup_devices(const VmConfig& config) {
         {StopKind::kGuestExit, status, fmt::format("guest exited with status {}", status)});
   });
   PETREL_TRY(pio_.insert(exit_dev, PETREL_PORT_EXIT, 4));
+  PETREL_TRY_ASSIGN(virtio_, VirtioDevices::create(config, vm_, memory_, io_, pio_, mmio_));
   return {};
 }
 
@@ -178,7 +179,7 @@ Result<void> Vm::boot_linux(const VmConfig& config, const LoadedKernel& kernel) 
     }
     initrd = *placed;
   }
-  PETREL_TRY_ASSIGN(GuestAddress rsdp, write_acpi_tables(memory_, AcpiConfig{config.vcpus}));
+  PETREL_TRY_ASSIGN(GuestAddress rsdp, write_acpi_tables(memory_, acpi_config(config)));
   PETREL_TRY(write_mp_table(memory_, config.vcpus));
 
   const KvmVcpu& bsp = vcpus_.front()->kvm();
@@ -190,6 +191,13 @@ Result<void> Vm::boot_linux(const VmConfig& config, const LoadedKernel& kernel) 
       memory_, ZeroPageParams{kernel.bzimage_header, layout::kCmdline, initrd, rsdp}));
   return setup_long_mode_vcpu(
       bsp, LongModeEntry{kernel.entry, layout::kZeroPage, layout::kBootStackTop});
+}
+
+AcpiConfig Vm::acpi_config(const VmConfig& config) const {
+  AcpiConfig acpi{config.vcpus};
+  acpi.virtio_mmio = virtio_->acpi_mmio();
+  acpi.pci = virtio_->has_pci();
+  return acpi;
 }
 
 Result<void> Vm::create_vcpus(const VmConfig& config) {
@@ -257,6 +265,7 @@ StopReason Vm::run(int console_fd) {
   boost::asio::post(io_, [&] {
     console.reset();
     serial_socket_.reset();  // closes the client and unlinks the socket file
+    virtio_->stop();         // resets active devices, cancels their waits
     signals.cancel();
     dump_signal.cancel();
     work.reset();

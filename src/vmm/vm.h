@@ -22,6 +22,7 @@
 #include "vmm/serial_socket.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vcpu.h"
+#include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 
 namespace petrel {
@@ -49,6 +50,7 @@ class Vm {
   Result<void> load_guest(const VmConfig& config);
   Result<void> boot_linux(const VmConfig& config, const LoadedKernel& kernel);
   Result<void> create_vcpus(const VmConfig& config);
+  AcpiConfig acpi_config(const VmConfig& config) const;
   void stop_vcpus();
 
   KvmSystem kvm_;
@@ -64,6 +66,8 @@ class Vm {
   // Set in socket mode. Uses io_: destroyed before it; after run() started it, run() destroys
   // it on the loop thread.
   std::unique_ptr<SerialSocket> serial_socket_;
+  // Uses io_, memory_ and vm_: destroyed before them; run() stops it on the loop thread.
+  std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;  // last: their threads stop before the rest
 };
 

@@ -86,6 +86,65 @@ std::string format_size(uint64_t bytes) {
   return std::to_string(bytes);
 }
 
+namespace {
+
+// The virtio devices: counts, files, duplicates, and the MMIO interrupt budget.
+Result<void> validate_devices(const VmConfig& config) {
+  using namespace config_detail;
+  if (config.disks.size() > kMaxDisks) {
+    return field_error("disks", "at most " + std::to_string(kMaxDisks) + " disks, got " +
+                                    std::to_string(config.disks.size()));
+  }
+  if (config.nets.size() > kMaxNets) {
+    return field_error("nets", "at most " + std::to_string(kMaxNets) + " NICs, got " +
+                                   std::to_string(config.nets.size()));
+  }
+  size_t mmio_devices = 0;
+  auto count_transport = [&](const std::optional<VirtioTransport>& t) {
+    if (t.value_or(config.virtio_transport) == VirtioTransport::kMmio) {
+      ++mmio_devices;
+    }
+  };
+  for (size_t i = 0; i < config.disks.size(); ++i) {
+    const DiskSpec& disk = config.disks[i];
+    std::string field = "disks[" + std::to_string(i) + "].path";
+    PETREL_TRY(in_field(field, check_disk_file(disk.path, disk.read_only)));
+    for (size_t j = 0; j < i; ++j) {
+      std::error_code ec;
+      if (std::filesystem::equivalent(config.disks[j].path, disk.path, ec)) {
+        return field_error(field, "the same image as disks[" + std::to_string(j) + "]");
+      }
+    }
+    count_transport(disk.transport);
+  }
+  for (size_t i = 0; i < config.nets.size(); ++i) {
+    const NetSpec& net = config.nets[i];
+    for (size_t j = 0; j < i; ++j) {
+      if (!net.tap.empty() && net.tap == config.nets[j].tap) {
+        return field_error("nets[" + std::to_string(i) + "].tap",
+                           "the same TAP as nets[" + std::to_string(j) + "]");
+      }
+      if (!net.mac.empty() && net.mac == config.nets[j].mac) {
+        return field_error("nets[" + std::to_string(i) + "].mac",
+                           "the same MAC as nets[" + std::to_string(j) + "]");
+      }
+    }
+    count_transport(net.transport);
+  }
+  if (config.rng) {
+    count_transport(config.rng->transport);
+  }
+  if (mmio_devices > kMaxVirtioMmioDevices) {
+    return field_error("virtio_transport",
+                       std::to_string(mmio_devices) + " virtio-MMIO devices; at most " +
+                           std::to_string(kMaxVirtioMmioDevices) +
+                           " have an interrupt line (use transport=pci for the rest)");
+  }
+  return ok();
+}
+
+}  // namespace
+
 Result<void> validate_config(const VmConfig& config) {
   using namespace config_detail;
   PETREL_TRY(in_field("name", check_name(config.name)));
@@ -109,7 +168,7 @@ Result<void> validate_config(const VmConfig& config) {
     return field_error("serial.path", "only allowed when serial.mode is \"file\" or \"socket\"");
   }
   PETREL_TRY(in_field("log.level", check_log_level(config.log_level)));
-  return ok();
+  return validate_devices(config);
 }
 
 nlohmann::json config_to_json(const VmConfig& config) {
@@ -131,6 +190,22 @@ nlohmann::json config_to_json(const VmConfig& config) {
   }
   if (!config.initrd.empty()) {
     out["initrd"] = config.initrd.string();
+  }
+  out["virtio_transport"] = to_string(config.virtio_transport);
+  if (!config.disks.empty()) {
+    out["disks"] = nlohmann::json::array();
+    for (const auto& disk : config.disks) {
+      out["disks"].push_back(to_json(disk));
+    }
+  }
+  if (!config.nets.empty()) {
+    out["nets"] = nlohmann::json::array();
+    for (const auto& net : config.nets) {
+      out["nets"].push_back(to_json(net));
+    }
+  }
+  if (config.rng) {
+    out["rng"] = to_json(*config.rng);
   }
   return out;
 }

@@ -7,8 +7,10 @@
 #include <nlohmann/json.hpp>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include "vmm/base/result.h"
+#include "vmm/device_config.h"
 
 namespace petrel {
 
@@ -51,6 +53,11 @@ struct VmConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|off
   LogFormat log_format = LogFormat::kText;
   PvmMode pvm_mode = PvmMode::kAuto;
+  // virtio devices (device_config.h); placed in this order: disks, NICs, rng.
+  std::vector<DiskSpec> disks;  // at most kMaxDisks
+  std::vector<NetSpec> nets;    // at most kMaxNets
+  std::optional<RngSpec> rng;
+  VirtioTransport virtio_transport = VirtioTransport::kMmio;  // for devices that do not say
 
   bool operator==(const VmConfig&) const = default;
 };

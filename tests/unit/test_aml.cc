@@ -1,6 +1,7 @@
 #include <array>
 #include <catch2/catch.hpp>
 #include <cstdint>
+#include <string>
 #include <vector>
 
 #include "vmm/aml.h"
@@ -75,6 +76,31 @@ TEST_CASE("aml: name strings", "[aml]") {
   // Invalid names ("1ABC", "ABCDE", "a", "\\", "A..B") do not compile.
 }
 
+TEST_CASE("aml: name strings built at run time", "[aml]") {
+  auto bytes = [](const aml::NameString& n) { return Bytes(n.bytes().begin(), n.bytes().end()); };
+  auto vr = aml::NameString::from_runtime("VR0A");
+  REQUIRE(vr.ok());
+  CHECK(bytes(*vr) == Bytes{'V', 'R', '0', 'A'});
+  auto path = aml::NameString::from_runtime("\\_SB.PCI0");
+  REQUIRE(path.ok());
+  CHECK(bytes(*path) == bytes("\\_SB.PCI0"));
+  for (const char* bad : {"", "1ABC", "ABCDE", "a", "\\", "A..B", "A.", "A.B.C.D.E.F.G.H.I"}) {
+    INFO("name \"" << bad << "\"");
+    auto r = aml::NameString::from_runtime(bad);
+    REQUIRE_FALSE(r.ok());
+    CHECK(r.error().code() == petrel::ErrorCode::kInvalidArgument);
+  }
+}
+
+TEST_CASE("aml: strings", "[aml]") {
+  // Name (STR, "LNRO0005"), as iasl emits it.
+  CHECK(value_of(aml::string("LNRO0005")) ==
+        Bytes{0x0d, 0x4c, 0x4e, 0x52, 0x4f, 0x30, 0x30, 0x30, 0x35, 0x00});
+  CHECK(value_of(aml::string("")) == Bytes{0x0d, 0x00});
+  CHECK_FALSE(aml::string(std::string("A\0B", 3)).ok());
+  CHECK_FALSE(aml::string("\xc3\xa9").ok());
+}
+
 TEST_CASE("aml: EISA IDs", "[aml]") {
   STATIC_REQUIRE(aml::EisaId("PNP0501").value() == 0x0105d041);
   STATIC_REQUIRE(aml::EisaId("PNP0303").value() == 0x0303d041);
@@ -117,6 +143,41 @@ TEST_CASE("aml: small resource descriptors", "[aml]") {
   CHECK(aml::irq_no_flags(1u << 4) == Bytes{0x22, 0x10, 0x00});
   // IRQNoFlags () {1, 12}
   CHECK(aml::irq_no_flags((1u << 1) | (1u << 12)) == Bytes{0x22, 0x02, 0x10});
+}
+
+// ACPI 6.4 §6.4.3: large resource descriptors, against what iasl 20200925 emits.
+TEST_CASE("aml: Memory32Fixed", "[aml]") {
+  // Memory32Fixed (ReadWrite, 0xD0000000, 0x00001000)
+  CHECK(aml::memory32_fixed(aml::Access::kReadWrite, 0xd0000000, 0x1000) ==
+        Bytes{0x86, 0x09, 0x00, 0x01, 0x00, 0x00, 0x00, 0xd0, 0x00, 0x10, 0x00, 0x00});
+  // Memory32Fixed (ReadOnly, 0x12345678, 0x00000010)
+  CHECK(aml::memory32_fixed(aml::Access::kReadOnly, 0x12345678, 0x10) ==
+        Bytes{0x86, 0x09, 0x00, 0x00, 0x78, 0x56, 0x34, 0x12, 0x10, 0x00, 0x00, 0x00});
+}
+
+TEST_CASE("aml: extended Interrupt", "[aml]") {
+  // Interrupt (ResourceConsumer, Edge, ActiveHigh, Exclusive) {5}
+  CHECK(aml::interrupt(5, aml::Trigger::kEdge, aml::Polarity::kActiveHigh,
+                       aml::Sharing::kExclusive) ==
+        Bytes{0x89, 0x06, 0x00, 0x03, 0x01, 0x05, 0x00, 0x00, 0x00});
+  // Interrupt (ResourceConsumer, Level, ActiveLow, Shared) {9}
+  CHECK(aml::interrupt(9, aml::Trigger::kLevel, aml::Polarity::kActiveLow, aml::Sharing::kShared) ==
+        Bytes{0x89, 0x06, 0x00, 0x0d, 0x01, 0x09, 0x00, 0x00, 0x00});
+}
+
+TEST_CASE("aml: address space descriptors of a bridge", "[aml]") {
+  // WordBusNumber (ResourceProducer, MinFixed, MaxFixed, PosDecode, 0, 0, 0, 0, 1)
+  CHECK(aml::word_bus_number(0, 0) == Bytes{0x88, 0x0d, 0x00, 0x02, 0x0c, 0x00, 0x00, 0x00, 0x00,
+                                            0x00, 0x00, 0x00, 0x00, 0x00, 0x01, 0x00});
+  // WordIO (ResourceProducer, MinFixed, MaxFixed, PosDecode, EntireRange,
+  //         0x0000, 0x1000, 0xFFFF, 0x0000, 0xF000)
+  CHECK(aml::word_io(0x1000, 0xffff) == Bytes{0x88, 0x0d, 0x00, 0x01, 0x0c, 0x03, 0x00, 0x00, 0x00,
+                                              0x10, 0xff, 0xff, 0x00, 0x00, 0x00, 0xf0});
+  // DWordMemory (ResourceProducer, PosDecode, MinFixed, MaxFixed, NonCacheable, ReadWrite,
+  //              0x00000000, 0xC0000000, 0xCFFFFFFF, 0x00000000, 0x10000000)
+  CHECK(aml::dword_memory(0xc0000000, 0xcfffffff) ==
+        Bytes{0x87, 0x17, 0x00, 0x00, 0x0c, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
+              0xc0, 0xff, 0xff, 0xff, 0xcf, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 0x10});
 }
 
 TEST_CASE("aml: ResourceTemplate ends with an End Tag", "[aml]") {

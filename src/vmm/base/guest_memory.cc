@@ -72,6 +72,25 @@ Result<std::span<std::byte>> GuestMemory::slice(GuestAddress addr, uint64_t len)
   return std::span<std::byte>(region->host_base() + offset, len);
 }
 
+Result<std::span<std::byte>> GuestMemory::slice_mut(GuestAddress addr, uint64_t len) const {
+  PETREL_TRY_ASSIGN(auto bytes, slice(addr, len));
+  mark_dirty(addr, len);
+  return bytes;
+}
+
+void GuestMemory::mark_dirty(GuestAddress addr, uint64_t len) const {
+  if (!dirty_logging() || len == 0) {
+    return;
+  }
+  const GuestRegion* region = find(addr);
+  if (region == nullptr) {
+    return;
+  }
+  uint64_t offset = addr - region->start();
+  uint64_t last = std::min(offset + (len - 1), region->size() - 1);
+  region->dirty().mark(offset / kPageSize, last / kPageSize - offset / kPageSize + 1);
+}
+
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {
   PETREL_TRY_ASSIGN(auto src, slice(addr, out.size()));
   std::memcpy(out.data(), src.data(), out.size());
@@ -79,7 +98,7 @@ Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) cons
 }
 
 Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> data) const {
-  PETREL_TRY_ASSIGN(auto dst, slice(addr, data.size()));
+  PETREL_TRY_ASSIGN(auto dst, slice_mut(addr, data.size()));
   std::memcpy(dst.data(), data.data(), data.size());
   return {};
 }

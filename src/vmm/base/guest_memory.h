@@ -7,13 +7,16 @@
 // reader: callers copy values out with read_obj before checking them).
 #pragma once
 
+#include <atomic>
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
+#include <memory>
 #include <span>
 #include <type_traits>
 #include <vector>
 
+#include "vmm/base/dirty_bitmap.h"
 #include "vmm/base/guest_address.h"
 #include "vmm/base/mmap_region.h"
 #include "vmm/base/result.h"
@@ -28,16 +31,21 @@ struct GuestRegionSpec {
 class GuestRegion {
  public:
   GuestRegion(GuestAddress start, MmapRegion mapping)
-      : start_(start), mapping_(std::move(mapping)) {}
+      : start_(start),
+        mapping_(std::move(mapping)),
+        dirty_(std::make_unique<DirtyBitmap>(mapping_.size() / 4096)) {}
   GuestAddress start() const { return start_; }
   uint64_t size() const { return mapping_.size(); }
   GuestAddress end() const { return start_ + size(); }  // one past the last byte
   std::byte* host_base() const { return mapping_.data(); }
   bool contains(GuestAddress addr) const { return addr >= start_ && addr < end(); }
+  // Pages of this region the VMM wrote while dirty logging was on.
+  DirtyBitmap& dirty() const { return *dirty_; }
 
  private:
   GuestAddress start_;
   MmapRegion mapping_;
+  std::unique_ptr<DirtyBitmap> dirty_;
 };
 
 class GuestMemory {
@@ -50,8 +58,18 @@ class GuestMemory {
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t total_size() const;
 
-  // The host bytes of [addr, addr+len), which must lie inside one region.
+  // The host bytes of [addr, addr+len), which must lie inside one region. For reading: a
+  // writer uses slice_mut() or write(), which record the pages in the dirty log.
   Result<std::span<std::byte>> slice(GuestAddress addr, uint64_t len) const;
+  // As slice(), and marks the pages dirty (when logging is on) for a write through the span.
+  Result<std::span<std::byte>> slice_mut(GuestAddress addr, uint64_t len) const;
+
+  // VMM-side dirty logging (see DirtyBitmap). Off at creation. Any thread.
+  void set_dirty_logging(bool on) const { dirty_logging_->store(on); }
+  bool dirty_logging() const { return dirty_logging_->load(std::memory_order_relaxed); }
+  // Records [addr, addr+len) as written by the VMM, if logging is on. Addresses outside RAM
+  // are ignored.
+  void mark_dirty(GuestAddress addr, uint64_t len) const;
 
   Result<void> read(GuestAddress addr, std::span<std::byte> out) const;
   Result<void> write(GuestAddress addr, std::span<const std::byte> data) const;
@@ -71,10 +89,12 @@ class GuestMemory {
   }
 
  private:
-  explicit GuestMemory(std::vector<GuestRegion> regions) : regions_(std::move(regions)) {}
+  explicit GuestMemory(std::vector<GuestRegion> regions)
+      : regions_(std::move(regions)), dirty_logging_(std::make_unique<std::atomic<bool>>(false)) {}
   const GuestRegion* find(GuestAddress addr) const;
 
   std::vector<GuestRegion> regions_;  // sorted by start
+  std::unique_ptr<std::atomic<bool>> dirty_logging_;
 };
 
 }  // namespace petrel

@@ -4,6 +4,8 @@
 #include <sys/mman.h>
 
 #include <cerrno>
+#include <cstring>
+#include <vector>
 
 #include <fmt/format.h>
 
@@ -91,6 +93,87 @@ Result<KvmVcpu> KvmVm::create_vcpu(uint32_t id) const {
   PETREL_TRY_ASSIGN(auto run,
                     MmapRegion::map_fd(fd, vcpu_run_size_, PROT_READ | PROT_WRITE, MAP_SHARED));
   return KvmVcpu(id, std::move(vcpu_fd), std::move(run));
+}
+
+namespace {
+
+kvm_ioeventfd make_ioeventfd(const EventFd& fd, GuestAddress addr, uint32_t len,
+                             std::optional<uint64_t> datamatch, bool pio) {
+  kvm_ioeventfd req{};
+  req.addr = addr.value();
+  req.len = len;
+  req.fd = fd.fd();
+  if (datamatch) {
+    req.datamatch = *datamatch;
+    req.flags |= KVM_IOEVENTFD_FLAG_DATAMATCH;
+  }
+  if (pio) {
+    req.flags |= KVM_IOEVENTFD_FLAG_PIO;
+  }
+  return req;
+}
+
+}  // namespace
+
+Result<void> KvmVm::add_ioeventfd(const EventFd& fd, GuestAddress addr, uint32_t len,
+                                  std::optional<uint64_t> datamatch, bool pio) const {
+  kvm_ioeventfd req = make_ioeventfd(fd, addr, len, datamatch, pio);
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &req) < 0) {
+    return Error::from_errno(
+        fmt::format("KVM_IOEVENTFD {} {:#x} len {}", pio ? "pio" : "mmio", addr.value(), len),
+        errno);
+  }
+  return {};
+}
+
+Result<void> KvmVm::remove_ioeventfd(const EventFd& fd, GuestAddress addr, uint32_t len,
+                                     std::optional<uint64_t> datamatch, bool pio) const {
+  kvm_ioeventfd req = make_ioeventfd(fd, addr, len, datamatch, pio);
+  req.flags |= KVM_IOEVENTFD_FLAG_DEASSIGN;
+  if (::ioctl(fd_.get(), KVM_IOEVENTFD, &req) < 0) {
+    return Error::from_errno(fmt::format("KVM_IOEVENTFD deassign {} {:#x} len {}",
+                                         pio ? "pio" : "mmio", addr.value(), len),
+                             errno);
+  }
+  return {};
+}
+
+Result<void> KvmVm::add_irqfd(const EventFd& fd, uint32_t gsi) const {
+  kvm_irqfd req{};
+  req.fd = static_cast<uint32_t>(fd.fd());
+  req.gsi = gsi;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &req) < 0) {
+    return Error::from_errno(fmt::format("KVM_IRQFD gsi {}", gsi), errno);
+  }
+  return {};
+}
+
+Result<void> KvmVm::remove_irqfd(const EventFd& fd, uint32_t gsi) const {
+  kvm_irqfd req{};
+  req.fd = static_cast<uint32_t>(fd.fd());
+  req.gsi = gsi;
+  req.flags = KVM_IRQFD_FLAG_DEASSIGN;
+  if (::ioctl(fd_.get(), KVM_IRQFD, &req) < 0) {
+    return Error::from_errno(fmt::format("KVM_IRQFD deassign gsi {}", gsi), errno);
+  }
+  return {};
+}
+
+Result<void> KvmVm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const {
+  // kvm_irq_routing ends in a flexible array; operator new's alignment covers both structs.
+  std::vector<std::byte> buf(sizeof(kvm_irq_routing) +
+                             entries.size() * sizeof(kvm_irq_routing_entry));
+  auto* routing = reinterpret_cast<kvm_irq_routing*>(buf.data());
+  routing->nr = static_cast<uint32_t>(entries.size());
+  routing->flags = 0;
+  if (!entries.empty()) {
+    std::memcpy(routing->entries, entries.data(), entries.size_bytes());
+  }
+  if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, routing) < 0) {
+    return Error::from_errno(fmt::format("KVM_SET_GSI_ROUTING ({} entries)", entries.size()),
+                             errno);
+  }
+  return {};
 }
 
 }  // namespace petrel

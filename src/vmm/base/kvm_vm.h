@@ -5,7 +5,10 @@
 #include "vmm/base/kvm_abi.h"
 
 #include <cstdint>
+#include <optional>
+#include <span>
 
+#include "vmm/base/event_fd.h"
 #include "vmm/base/guest_address.h"
 #include "vmm/base/result.h"
 #include "vmm/base/unique_fd.h"
@@ -31,6 +34,24 @@ class KvmVm {
   // KVM_IRQ_LINE: sets the level of a GSI on the in-kernel irqchip.
   Result<void> irq_line(uint32_t gsi, bool level) const;
   Result<KvmVcpu> create_vcpu(uint32_t id) const;
+
+  // KVM_IOEVENTFD (api.rst 4.59): a guest write of `len` bytes (1, 2, 4 or 8; 0 = any width,
+  // MMIO without datamatch only) to `addr` signals `fd` inside KVM instead of exiting. With
+  // `datamatch` only writes of that value match. `pio`: port I/O instead of MMIO. KVM keeps
+  // its own reference to the eventfd; removing needs `fd` still open (KVM matches on it).
+  // Any thread.
+  Result<void> add_ioeventfd(const EventFd& fd, GuestAddress addr, uint32_t len,
+                             std::optional<uint64_t> datamatch, bool pio = false) const;
+  // Same arguments as the matching add_ioeventfd.
+  Result<void> remove_ioeventfd(const EventFd& fd, GuestAddress addr, uint32_t len,
+                                std::optional<uint64_t> datamatch, bool pio = false) const;
+  // KVM_IRQFD (api.rst 4.75): signalling `fd` injects `gsi` (an edge on an IOAPIC pin, or the
+  // MSI a GSI routing entry describes). Needs the in-kernel irqchip. Any thread.
+  Result<void> add_irqfd(const EventFd& fd, uint32_t gsi) const;
+  Result<void> remove_irqfd(const EventFd& fd, uint32_t gsi) const;
+  // KVM_SET_GSI_ROUTING (api.rst 4.52): replaces the whole GSI routing table (so the caller
+  // passes the irqchip entries it wants to keep along with its MSI entries). Any thread.
+  Result<void> set_gsi_routing(std::span<const kvm_irq_routing_entry> entries) const;
 
   int fd() const { return fd_.get(); }
 
