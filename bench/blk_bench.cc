@@ -7,7 +7,11 @@
 // Usage: blk_bench --file PATH --engine sync|uring --workload randread|randwrite|seqread|
 //                  seqwrite [--bs BYTES] [--qd N] [--seconds S]
 // Prints one JSON object: {"engine", "workload", "bs", "qd", "ops", "seconds", "iops",
-// "mib_s", "errors"}. The file must exist (its size is the disk size); writes change it.
+// "mib_s", "errors", "interrupts", "cpu_s"} (cpu_s: user + system CPU time of the whole
+// process during the run, io_uring worker threads included). The file must exist (its size is the
+// disk size); writes change it.
+#include <sys/resource.h>
+
 #include <boost/asio/io_context.hpp>
 #include <chrono>
 #include <cstdint>
@@ -101,8 +105,7 @@ Options parse(int argc, char** argv) {
       die("unknown argument " + std::string(arg));
     }
   }
-  if (o.file.empty() || o.qd == 0 || o.qd > kQueueSize / 3 || o.bs % 512 != 0 ||
-      o.bs == 0) {
+  if (o.file.empty() || o.qd == 0 || o.qd > kQueueSize / 3 || o.bs % 512 != 0 || o.bs == 0) {
     die("need --file; --qd 1..85; --bs a multiple of 512");
   }
   return o;
@@ -144,9 +147,8 @@ int main(int argc, char** argv) {
     GuestAddress header(kSlotArea + 32 * s);
     uint16_t d = static_cast<uint16_t>(3 * s);
     uint16_t data_flags = petrel::virtio::kDescFNext | (write ? 0 : petrel::virtio::kDescFWrite);
-    must(mem.write_obj(kDesc + 16 * d,
-                       RawDesc{header.value(), 16, petrel::virtio::kDescFNext,
-                               static_cast<uint16_t>(d + 1)}),
+    must(mem.write_obj(kDesc + 16 * d, RawDesc{header.value(), 16, petrel::virtio::kDescFNext,
+                                               static_cast<uint16_t>(d + 1)}),
          "desc");
     must(mem.write_obj(kDesc + 16 * (d + 1),
                        RawDesc{kDataArea + s * opt.bs, static_cast<uint32_t>(opt.bs), data_flags,
@@ -186,9 +188,9 @@ int main(int argc, char** argv) {
   uint16_t avail_idx = 0;
   auto publish = [&](unsigned slot) {
     GuestAddress header(kSlotArea + 32 * slot);
-    must(mem.write_obj(header, blk::RequestHeader{write ? blk::kTOut : blk::kTIn, 0,
-                                                  next_sector()}),
-         "header");
+    must(
+        mem.write_obj(header, blk::RequestHeader{write ? blk::kTOut : blk::kTIn, 0, next_sector()}),
+        "header");
     must(mem.write_obj<uint16_t>(kAvail + 4 + 2 * (avail_idx % kQueueSize),
                                  static_cast<uint16_t>(3 * slot)),
          "avail ring");
@@ -202,6 +204,13 @@ int main(int argc, char** argv) {
   uint16_t seen_used = 0;
   uint64_t ops = 0;
   uint64_t errors = 0;
+  auto cpu_now = [] {
+    rusage ru{};
+    getrusage(RUSAGE_SELF, &ru);  // all threads, io_uring's io-wq workers included
+    auto secs = [](const timeval& tv) { return static_cast<double>(tv.tv_sec) + tv.tv_usec / 1e6; };
+    return secs(ru.ru_utime) + secs(ru.ru_stime);
+  };
+  double cpu_start = cpu_now();
   auto start = std::chrono::steady_clock::now();
   auto deadline = start + std::chrono::duration<double>(opt.seconds);
   bool sync = dev->engine_name() == "sync";
@@ -223,15 +232,17 @@ int main(int argc, char** argv) {
     }
   }
   double secs = std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  double cpu = cpu_now() - cpu_start;
   dev->reset();
   std::printf(
       "{\"engine\": \"%s\", \"workload\": \"%s\", \"bs\": %llu, \"qd\": %u, \"ops\": %llu, "
       "\"seconds\": %.3f, \"iops\": %.0f, \"mib_s\": %.1f, \"errors\": %llu, "
-      "\"interrupts\": %llu}\n",
+      "\"interrupts\": %llu, \"cpu_s\": %.3f}\n",
       std::string(dev->engine_name()).c_str(), opt.workload.c_str(),
       static_cast<unsigned long long>(opt.bs), opt.qd, static_cast<unsigned long long>(ops), secs,
       static_cast<double>(ops) / secs,
       static_cast<double>(ops) * static_cast<double>(opt.bs) / secs / (1 << 20),
-      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(irq.notifications));
+      static_cast<unsigned long long>(errors), static_cast<unsigned long long>(irq.notifications),
+      cpu);
   return errors == 0 && !irq.needs_reset ? 0 : 1;
 }

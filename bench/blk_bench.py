@@ -4,7 +4,7 @@ against fio (io_uring and psync) on the same file, same block sizes, queue depth
 duration, all through the host page cache (buffered, not O_DIRECT).
 
 Workloads: 4 KiB random read, 4 KiB random write (IOPS), 1 MiB sequential read and write
-(MiB/s). The file (default 1 GiB) is written with data once, before the runs, so reads
+(MiB/s), and the CPU time each costs per request. The file (default 1 GiB) is written with data once, before the runs, so reads
 hit allocated blocks (in the page cache after the first run). Figures only; nothing is
 asserted. Progress goes to stderr.
 
@@ -51,13 +51,17 @@ def run_petrel(bench, path, engine, workload, bs, qd, seconds):
 
 def run_fio(fio, path, ioengine, rw, bs, qd, seconds, size_mib):
     cmd = [fio, '--name=blk', f'--filename={path}', f'--size={size_mib}M', f'--rw={rw}',
-           f'--bs={bs}', f'--ioengine={ioengine}', f'--iodepth={qd}', '--direct=0',
+           f'--bs={bs}', f'--ioengine={ioengine}', f'--iodepth={qd}', '--direct=0', '--invalidate=0',
            f'--runtime={seconds}', '--time_based', '--randrepeat=0', '--norandommap',
            '--output-format=json']
     out = subprocess.run(cmd, check=True, capture_output=True, text=True)
-    job = json.loads(out.stdout)['jobs'][0]
+    # fio may print notes (e.g. psync capping the queue depth at 1) before the JSON.
+    job = json.loads(out.stdout[out.stdout.index('{'):])['jobs'][0]
     part = job['write'] if 'write' in rw else job['read']
-    return {'iops': part['iops'], 'mib_s': part['bw_bytes'] / (1 << 20), 'errors': job['error']}
+    ios = max(1, part['total_ios'])
+    cpu_s = (job['usr_cpu'] + job['sys_cpu']) / 100 * job['job_runtime'] / 1000
+    return {'iops': part['iops'], 'mib_s': part['bw_bytes'] / (1 << 20), 'errors': job['error'],
+            'cpu_us_per_op': cpu_s / ios * 1e6}
 
 
 def main():
@@ -82,13 +86,15 @@ def main():
                 r = run_petrel(args.bench, args.file, engine, name, bs, args.qd, args.seconds)
                 rows.append({'tool': f'petrel device ({r["engine"]})', 'workload': name,
                              'bs': bs, 'iops': r['iops'], 'mib_s': r['mib_s'],
-                             'errors': r['errors']})
+                             'errors': r['errors'],
+                             'cpu_us_per_op': r['cpu_s'] / max(1, r['ops']) * 1e6})
             for ioengine in ('io_uring', 'psync'):
                 log(f'fio {ioengine} {name}')
                 r = run_fio(args.fio, args.file, ioengine, fio_rw, bs, args.qd,
                             max(1, int(args.seconds)), args.size_mib)
                 rows.append({'tool': f'fio ({ioengine})', 'workload': name, 'bs': bs,
-                             'iops': r['iops'], 'mib_s': r['mib_s'], 'errors': r['errors']})
+                             'iops': r['iops'], 'mib_s': r['mib_s'], 'errors': r['errors'],
+                             'cpu_us_per_op': r['cpu_us_per_op']})
     finally:
         if not args.keep_file:
             os.unlink(args.file)
@@ -99,11 +105,13 @@ def main():
         return
     print(f'queue depth {args.qd} (psync: 1), {args.seconds} s per run, '
           f'{args.size_mib} MiB file, buffered (page cache)')
-    print(f'| {"workload":<10} | {"tool":<28} | {"IOPS":>9} | {"MiB/s":>8} |')
-    print(f'|{"-" * 12}|{"-" * 30}|{"-" * 11}|{"-" * 10}|')
+    print(f'| {"workload":<10} | {"tool":<28} | {"IOPS":>9} | {"MiB/s":>8} | {"CPU µs/op":>9} |')
+    print(f'|{"-" * 12}|{"-" * 30}|{"-" * 11}|{"-" * 10}|{"-" * 11}|')
     for r in rows:
         print(f'| {r["workload"]:<10} | {r["tool"]:<28} | {r["iops"]:>9.0f} | '
-              f'{r["mib_s"]:>8.1f} |')
+              f'{r["mib_s"]:>8.1f} | {r["cpu_us_per_op"]:>9.1f} |')
+    print('CPU µs/op: user + system CPU time of the process (petrel: io_uring workers '
+          'included) per request.')
 
 
 if __name__ == '__main__':

@@ -351,6 +351,7 @@ void BlockDevice::ring_broken(const Error& error) {
 void BlockDevice::reset() {
   draining_ = true;
   backend_->drain();
+  backend_->detach();
   draining_ = false;
   in_flight_.clear();
   queue_.reset();

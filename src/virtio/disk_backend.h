@@ -70,6 +70,9 @@ class DiskBackend {
   // Blocks until no op is queued or in flight; their completions are delivered to the
   // handler before it returns. Afterwards no guest memory is touched by the backend.
   virtual void drain() = 0;
+  // After drain(): stops watching for completions (no wait stays armed on the io_context,
+  // so the loop can finish) and forgets the handler. attach() starts again. Loop thread.
+  virtual void detach() = 0;
   virtual size_t in_flight() const = 0;
 };
 

@@ -53,4 +53,8 @@ void DiskFileSync::commit() {
   }
 }
 
+void DiskFileSync::detach() {
+  handler_ = nullptr;
+}
+
 }  // namespace petrel::virtio

@@ -20,6 +20,7 @@ class DiskFileSync final : public DiskBackend {
   bool read_only() const override { return file_.read_only(); }
 
   Result<void> attach(boost::asio::io_context& io, DiskCompletionHandler handler) override;
+  void detach() override;
   Result<void> submit(DiskOp op, uint64_t tag) override;
   void commit() override;
   void drain() override { commit(); }

@@ -93,6 +93,12 @@ Result<void> DiskFileUring::attach(boost::asio::io_context& io, DiskCompletionHa
   return {};
 }
 
+void DiskFileUring::detach() {
+  watch_.reset();  // closes the dup: a pending wait completes with operation_aborted
+  armed_ = false;
+  handler_ = nullptr;
+}
+
 void DiskFileUring::arm() {
   if (armed_ || !watch_) {
     return;

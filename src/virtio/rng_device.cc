@@ -115,7 +115,9 @@ void RngDevice::process_queue(uint16_t index) {
       fail_ring(written.error());
       return;
     }
-    bytes_served_.fetch_add(*written, std::memory_order_relaxed);
+    if (bytes_served_.fetch_add(*written, std::memory_order_relaxed) == 0 && *written > 0) {
+      spdlog::info("virtio-rng: served the driver's first request ({} bytes)", *written);
+    }
     if (auto r = queue_->add_used(*mem_, (*popped)->head(), *written); !r.ok()) {
       fail_ring(r.error());
       return;

@@ -66,8 +66,8 @@ namespace petrel {
 // On a hardware-reduced platform Linux sets up no legacy PIC IRQs: a device's IRQ reaches
 // its driver through _CRS, so every device with an interrupt must be here. PCI devices use
 // MSI-X only, so PCI0 has no _PRT. Linux uses an MCFG region only when it is reserved in the
-// e820 map or by a PNP0C01/PNP0C02 device ("MMCONFIG ... reserved as ACPI motherboard
-// resource", arch/x86/pci/mmconfig-shared.c): hence MRES. PCI0 decodes 0xcf8-0xcff itself
+// e820 map or by a PNP0C01/PNP0C02 device ("MMCONFIG ... reserved in ACPI motherboard
+// resources", arch/x86/pci/mmconfig-shared.c): hence MRES. PCI0 decodes 0xcf8-0xcff itself
 // (Linux drops that range from the bridge's windows) and forwards the I/O ports above
 // 0x1000 and the 32-bit BAR window (layout::kPciMmioWindow) to bus 0.
 //

@@ -52,6 +52,11 @@ class GsiRouter {
   // The table as last committed (for tests and diagnostics).
   std::vector<kvm_irq_routing_entry> committed() const;
 
+  // Expires when the router is destroyed: a holder of GSIs whose life may outlast the
+  // router's (an MSI vector kept alive by a bus after VM teardown began) checks it before
+  // calling back. Same thread as the destruction.
+  std::weak_ptr<const void> lifetime() const { return alive_; }
+
  private:
   std::vector<kvm_irq_routing_entry> build_locked() const;
   Result<void> commit_locked();
@@ -61,6 +66,7 @@ class GsiRouter {
   mutable std::mutex mu_;
   std::map<uint32_t, std::optional<MsiMessage>> msi_;  // allocated GSIs and their routes
   std::vector<kvm_irq_routing_entry> committed_;
+  std::shared_ptr<const void> alive_ = std::make_shared<int>(0);
 };
 
 }  // namespace petrel

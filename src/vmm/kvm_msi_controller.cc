@@ -2,6 +2,8 @@
 
 #include <sys/eventfd.h>
 
+#include <memory>
+
 #include <spdlog/spdlog.h>
 
 #include "vmm/base/event_fd.h"
@@ -13,7 +15,7 @@ namespace {
 class KvmMsiVector final : public MsiVector {
  public:
   KvmMsiVector(const KvmVm& vm, GsiRouter& router, uint32_t gsi, EventFd fd)
-      : vm_(vm), router_(router), gsi_(gsi), fd_(std::move(fd)) {}
+      : vm_(vm), router_(router), router_alive_(router.lifetime()), gsi_(gsi), fd_(std::move(fd)) {}
   KvmMsiVector(const KvmMsiVector&) = delete;
   KvmMsiVector& operator=(const KvmMsiVector&) = delete;
 
@@ -21,12 +23,18 @@ class KvmMsiVector final : public MsiVector {
     if (auto r = vm_.remove_irqfd(fd_, gsi_); !r) {
       spdlog::warn("msi: {}", r.error().to_string());
     }
+    if (router_alive_.expired()) {
+      return;  // the routing table went with the router
+    }
     if (auto r = router_.release(gsi_); !r) {
       spdlog::warn("msi: {}", r.error().to_string());
     }
   }
 
   Result<void> set_route(const MsiMessage& message) override {
+    if (router_alive_.expired()) {
+      return Error(ErrorCode::kState, "MSI route change after the GSI router is gone");
+    }
     return router_.set_msi_route(gsi_, message);
   }
   Result<void> trigger() override { return fd_.signal(); }
@@ -34,6 +42,7 @@ class KvmMsiVector final : public MsiVector {
  private:
   const KvmVm& vm_;
   GsiRouter& router_;
+  std::weak_ptr<const void> router_alive_;
   uint32_t gsi_;
   EventFd fd_;
 };

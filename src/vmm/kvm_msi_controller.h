@@ -3,8 +3,10 @@
 // as irqfd on it: set_route points the GSI's MSI route at the message, trigger signals the
 // EventFd and KVM injects the MSI without a VMM round trip.
 //
-// Lifetimes: the KvmVm and the GsiRouter outlive the controller, and the controller outlives
-// its vectors. Dropping a vector deassigns its irqfd and frees its GSI.
+// Lifetimes: the KvmVm outlives the vectors. The GsiRouter should too; a vector that outlives
+// it (a PCI transport kept alive by a bus during teardown) stops using it: dropping the
+// vector then only deassigns its irqfd. Dropping a vector deassigns its irqfd and frees its
+// GSI. The controller itself holds no state the vectors need.
 // Thread affinity: allocate_vector at VM build; vectors as MsiVector says (any thread).
 #pragma once
 

@@ -58,11 +58,12 @@ class Vm {
   PvmHost pvm_;
   GuestMemory memory_;
   ExecMode mode_ = ExecMode::kHardware;
+  // Before the buses: their devices (virtio transports) hold references to it.
+  boost::asio::io_context io_;
   Bus pio_{"port I/O"};
   Bus mmio_{"MMIO"};
   StopLatch stop_;
   std::shared_ptr<Serial16550> serial_;
-  boost::asio::io_context io_;
   // Set in socket mode. Uses io_: destroyed before it; after run() started it, run() destroys
   // it on the loop thread.
   std::unique_ptr<SerialSocket> serial_socket_;

@@ -132,6 +132,11 @@ uint16_t used_idx(const GuestMemory& mem) {
   return *v;
 }
 
+long long st_blocks(int fd) {
+  struct stat st {};
+  return ::fstat(fd, &st) == 0 ? static_cast<long long>(st.st_blocks) : -1;
+}
+
 }  // namespace
 
 extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
@@ -182,6 +187,15 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   // reading the avail ring at index 0).
   if (!irq.needs_reset) {
     expect(used_idx(w.mem) <= *avail, "more used entries than available chains");
+  }
+  if (std::getenv("PETREL_FUZZ_VERBOSE") != nullptr) {  // for checking seeds by hand
+    for (uint16_t i = 0; i < used_idx(w.mem); ++i) {
+      auto id = w.mem.read_obj<uint32_t>(kUsed + 4 + 8 * (i % layout.size));
+      auto len = w.mem.read_obj<uint32_t>(kUsed + 8 + 8 * (i % layout.size));
+      std::fprintf(stderr, "used[%u]: head %u len %u\n", i, id.ok() ? *id : 0, len.ok() ? *len : 0);
+    }
+    std::fprintf(stderr, "needs_reset %d, image blocks %lld\n", irq.needs_reset ? 1 : 0,
+                 static_cast<long long>(st_blocks(disk.fd)));
   }
   struct stat st {};
   expect(::fstat(disk.fd, &st) == 0, "fstat");

@@ -98,7 +98,7 @@ TEST_CASE("virtio-blk read/write round trip", "[block]") {
 
   // IN whose data and status share one descriptor.
   GuestAddress header = h.q().alloc(16);
-  h.q().put(header, blk::RequestHeader{blk::kTIn, 11, 0});
+  h.q().put(header, blk::RequestHeader{blk::kTIn, 0, 11});
   GuestAddress buf = h.q().alloc(513, 512);
   auto chain = h.q().push({VirtqBuilder::at(header, 16, false), VirtqBuilder::at(buf, 513, true)});
   h.kick_and_wait(3);
@@ -118,7 +118,7 @@ TEST_CASE("virtio-blk read/write round trip", "[block]") {
 TEST_CASE("virtio-blk many requests in one kick", "[block]") {
   DiskEngine engine = engine_param();
   INFO("engine " << petrel::virtio::to_string(engine));
-  BlockHarness h(engine, 4 * kMiB, false, 64);
+  BlockHarness h(engine, 4 * kMiB, false, 256);  // 48 chains of 3 descriptors
   h.activate();
   std::vector<BlockHarness::Sent> sent;
   std::vector<std::vector<std::byte>> datas;
@@ -365,7 +365,7 @@ TEST_CASE("virtio-blk broken ring sets DEVICE_NEEDS_RESET and recovers after res
 }
 
 TEST_CASE("virtio-blk reset waits for requests in flight", "[block]") {
-  BlockHarness h(DiskEngine::kUring, 64 * kMiB, false, 64);
+  BlockHarness h(DiskEngine::kUring, 64 * kMiB, false, 128);  // 32 chains of 3 descriptors
   auto data = pattern(64 * 1024, 1);
   write_file_range(h.path(), 0, data);
   h.activate();

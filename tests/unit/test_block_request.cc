@@ -67,7 +67,7 @@ TEST_CASE("blk request: header, data and status in any descriptor layout", "[blo
   Parser p;
   SECTION("OUT: header and data in one descriptor") {
     GuestAddress buf = p.q.alloc(16 + 1024);
-    p.q.put(buf, blk::RequestHeader{blk::kTOut, 3, 0});
+    p.q.put(buf, blk::RequestHeader{blk::kTOut, 0, 3});
     auto r = p.parse({VirtqBuilder::at(buf, 16 + 1024, false), VirtqBuilder::writable(1)});
     REQUIRE(r.error == blk::kSOk);
     CHECK(r.request.type == blk::RequestType::kOut);

@@ -215,8 +215,10 @@ TEST_CASE("petrel run refuses malformed flag lists", "[cli]") {
         "--vcpus: given more than once");
   CHECK(cli_error({"run", "--vcpu", "2"}) ==
         "run: unknown flag \"--vcpu\" (did you mean \"--vcpus\"?); see petrel run --help");
-  CHECK(cli_error({"run", "--disk=x.img"}) ==
-        "run: unknown flag \"--disk\"; see petrel run --help");
+  CHECK(cli_error({"run", "--disks=x.img"}) ==
+        "run: unknown flag \"--disks\" (did you mean \"--disk\"?); see petrel run --help");
+  CHECK(cli_error({"run", "--floppy=x.img"}) ==
+        "run: unknown flag \"--floppy\"; see petrel run --help");
   CHECK(cli_error({"run", "-v"}) ==
         "run: unexpected argument \"-v\"; settings are given as flags, see petrel run --help");
   CHECK(cli_error({"run", "--kernel", kernel, "extra"}) ==

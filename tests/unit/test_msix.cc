@@ -171,8 +171,11 @@ TEST_CASE("msix: table entries are readable and only the mask bit of control is"
   CHECK(q == 0x1'fee0'1000);
   // Outside the table: reads 0, writes ignored, nothing crashes.
   CHECK(read32(*msix, 32) == 0);
-  write32(*msix, 30, 0xffffffff);  // straddles the end: only the in-table bytes land
-  CHECK(read32(*msix, 28) == 0xffff0000);
+  const std::array<std::byte, 8> ones{std::byte{0xff}, std::byte{0xff}, std::byte{0xff},
+                                      std::byte{0xff}, std::byte{0xff}, std::byte{0xff},
+                                      std::byte{0xff}, std::byte{0xff}};
+  msix->write_table(28, ones);  // straddles the end: only the in-table bytes land
+  CHECK(read32(*msix, 28) == 1);
   write32(*msix, ~uint64_t{0} - 1, 0xffffffff);
   CHECK(read32(*msix, ~uint64_t{0} - 1) == 0);
   // Nothing was routed or fired: MSI-X is disabled.
@@ -342,6 +345,16 @@ TEST_CASE("gsi router: MSI routes from GSI 24, updates and failures", "[msix]") 
   CHECK(*again == 24);
   CHECK_FALSE(router.release(100));
   CHECK_FALSE(router.set_msi_route(100, MsiMessage{}));
+}
+
+TEST_CASE("gsi router: its lifetime token expires with it", "[msix]") {
+  std::weak_ptr<const void> token;
+  {
+    GsiRouter router([](std::span<const kvm_irq_routing_entry>) -> Result<void> { return {}; }, 64);
+    token = router.lifetime();
+    CHECK_FALSE(token.expired());
+  }
+  CHECK(token.expired());
 }
 
 TEST_CASE("msix through the GSI router: unmask routes the GSI, trigger signals", "[msix]") {

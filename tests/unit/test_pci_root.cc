@@ -226,9 +226,11 @@ TEST_CASE("pci: capability chain walk", "[pci]") {
   CHECK(caps[0] == std::pair<uint32_t, uint32_t>{f.dev->first_cap, 0x09});
   CHECK(caps[1] == std::pair<uint32_t, uint32_t>{f.dev->second_cap, 0x11});
   // The capability body is there; only its masked byte is writable.
-  CHECK(conf1_read(*f.io, 1, f.dev->first_cap + 2, 4) == 0x04030201);
-  conf1_write(*f.io, 1, f.dev->first_cap + 2, 4, 0xaabbccdd);
-  CHECK(conf1_read(*f.io, 1, f.dev->first_cap + 2, 4) == 0x0403cc01);
+  // (Not dword-aligned: ECAM takes it, the conf1 data port could not.)
+  const uint64_t body = ecam_offset(1, 0, f.dev->first_cap + 2);
+  CHECK(get(*f.ecam, body, 4) == 0x04030201);
+  put(*f.ecam, body, 4, 0xaabbccdd);
+  CHECK(get(*f.ecam, body, 4) == 0x0403cc01);
   // The next pointer and ID are read-only.
   conf1_write(*f.io, 1, f.dev->first_cap, 2, 0);
   CHECK(conf1_read(*f.io, 1, f.dev->first_cap + 1, 1) == f.dev->second_cap);

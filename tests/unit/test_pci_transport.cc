@@ -193,7 +193,7 @@ struct Fixture {
     wr(0x14, 1, kFeat);
     REQUIRE(rd(0x14, 1) == kFeat);
     setup_queue(0, q.layout(), q0_vector);
-    setup_queue(1, q1.layout(), q1_vector);
+    setup_queue(1, q1_layout, q1_vector);
     wr(0x14, 1, kOk);
     REQUIRE(dev->wait_for([](const FakeVirtioDevice& d) { return d.active(); }));
     loop.run([] {});  // the activation handler has finished
@@ -226,7 +226,7 @@ struct Fixture {
 
   LoopThread loop;
   VirtqBuilder q{16};
-  VirtqBuilder q1{16};
+  QueueLayout q1_layout{16, q.alloc(16 * 16), q.alloc(6 + 2 * 16), q.alloc(6 + 8 * 16)};
   CountingController msi;
   std::shared_ptr<FakeVirtioDevice> dev;
   std::mutex bind_mu;
@@ -312,7 +312,7 @@ TEST_CASE("virtio-pci: common cfg handshake activates the device", "[pci][virtio
   CHECK(acts[0].queues[0]->avail == f.q.layout().avail);
   CHECK(acts[0].queues[0]->used == f.q.layout().used);
   REQUIRE(acts[0].queues[1]);
-  CHECK(acts[0].queues[1]->used == f.q1.layout().used);
+  CHECK(acts[0].queues[1]->used == f.q1_layout.used);
   // Read back the queue registers (64-bit and halves).
   f.wr(0x16, 2, 0);
   CHECK(f.rd(0x20, 8) == f.q.layout().desc.value());
@@ -464,12 +464,12 @@ TEST_CASE("virtio-pci: MSI-X vectors per queue and for config", "[pci][virtio]")
   CHECK(f.msi.fired(1) == 2);
   // The full path: a kick, the fake completes the chain, the queue's vector fires.
   f.dev->set_complete_on_process(true);
-  f.q1.push({VirtqBuilder::writable(32)});
-  f.wr(0x3004, 2, 1);
+  f.q.push({VirtqBuilder::writable(32)});
+  f.wr(0x3000, 2, 0);
   REQUIRE(f.dev->wait_for([](const FakeVirtioDevice& d) { return d.processed().size() >= 1; }));
   f.loop.run([] {});
-  CHECK(f.q1.used_idx() == 1);
-  CHECK(f.msi.fired(1) == 3);
+  CHECK(f.q.used_idx() == 1);
+  CHECK(f.msi.fired(2) == 3);
   // With NO_VECTOR a queue interrupt sets the ISR bit only.
   f.wr(0x16, 2, 0);
   f.wr(0x14, 1, 0);

@@ -82,7 +82,7 @@ TEST_CASE("rng: readable-only chains, a readable prefix and the per-request cap"
   auto readable = h.q.push({VirtqBuilder::readable(64)});
   auto mixed = h.q.push({VirtqBuilder::readable(8), VirtqBuilder::writable(32)});
   auto huge = h.q.push({VirtqBuilder::writable(RngDevice::kMaxRequestBytes + 4096)});
-  auto empty = h.q.push({VirtqBuilder::writable(0)});
+  auto empty = h.q.push({VirtqBuilder::at(petrel::GuestAddress(0x2000), 0, true)});
   h.activate();
   REQUIRE(h.q.used_idx() == 4);
   CHECK(h.q.used(0).id == readable.head);

@@ -93,13 +93,17 @@ void GuestMemory::mark_dirty(GuestAddress addr, uint64_t len) const {
 
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {
   PETREL_TRY_ASSIGN(auto src, slice(addr, out.size()));
-  std::memcpy(out.data(), src.data(), out.size());
+  if (!out.empty()) {
+    std::memcpy(out.data(), src.data(), out.size());
+  }
   return {};
 }
 
 Result<void> GuestMemory::write(GuestAddress addr, std::span<const std::byte> data) const {
   PETREL_TRY_ASSIGN(auto dst, slice_mut(addr, data.size()));
-  std::memcpy(dst.data(), data.data(), data.size());
+  if (!data.empty()) {
+    std::memcpy(dst.data(), data.data(), data.size());
+  }
   return {};
 }
 
