@@ -195,7 +195,13 @@ void PciTransport::config_write(uint16_t offset, std::span<const std::byte> data
     config_.write(offset, data);
     const uint16_t control = msix_cap_ + Msix::kMessageControlOffset;
     if (overlaps(offset, data.size(), control, 2)) {
+      bool was_enabled = msix_->enabled();
       msix_->set_message_control(static_cast<uint16_t>(config_.load(control, 2)));
+      if (msix_->enabled() != was_enabled) {
+        spdlog::info("virtio-pci (device type {}): the driver {} MSI-X ({} vectors)",
+                     core_->device_type(), msix_->enabled() ? "enabled" : "disabled",
+                     msix_->vectors());
+      }
     }
   }
   if (overlaps(offset, data.size(), cfg_access_cap_ + kCapPciCfgData, 4)) {

@@ -295,6 +295,8 @@ TEST_CASE("vmlinux mounts its root from a virtio-blk disk over virtio-PCI", "[li
           "PCI: MMCONFIG at [mem 0xe0000000-0xe00fffff] reserved in ACPI motherboard resources"));
   // The modern virtio-blk function (1af4:1042) in slot 1.
   CHECK_THAT(r.out, Contains("pci 0000:00:01.0: [1af4:1042]"));
+  // virtio_pci took MSI-X vectors (its only interrupt path: petrel offers no INTx).
+  CHECK_THAT(r.err, Contains("the driver enabled MSI-X"));
 }
 
 // The kernel configures eth0 itself (ip=, no DHCP) and waits for a root device that never
