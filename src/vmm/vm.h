@@ -60,6 +60,10 @@ class Vm {
   ExecMode mode_ = ExecMode::kHardware;
   // Before the buses: their devices (virtio transports) hold references to it.
   boost::asio::io_context io_;
+  // Uses io_, memory_ and vm_: destroyed before them; run() stops it on the loop thread.
+  // Before the buses, so that the buses drop their references to the transports first and
+  // the transports (and their MSI vectors) go before the GSI router they use.
+  std::unique_ptr<VirtioDevices> virtio_;
   Bus pio_{"port I/O"};
   Bus mmio_{"MMIO"};
   StopLatch stop_;
@@ -67,8 +71,6 @@ class Vm {
   // Set in socket mode. Uses io_: destroyed before it; after run() started it, run() destroys
   // it on the loop thread.
   std::unique_ptr<SerialSocket> serial_socket_;
-  // Uses io_, memory_ and vm_: destroyed before them; run() stops it on the loop thread.
-  std::unique_ptr<VirtioDevices> virtio_;
   std::vector<std::unique_ptr<Vcpu>> vcpus_;  // last: their threads stop before the rest
 };
 

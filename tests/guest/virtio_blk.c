@@ -5,6 +5,8 @@
  *   mode=rw        (default) write a pattern to sectors 0-7 (one 4 KiB request), 8-11 (one
  *                  request split over two 1 KiB descriptors) and the last sector, FLUSH,
  *                  read everything back and compare;
+ *   mode=flushwait as rw up to the FLUSH, then prints "virtio_blk flushed" and halts for good
+ *                  (the host kills petrel with SIGKILL and checks the file);
  *   mode=readonly  the device must offer VIRTIO_BLK_F_RO, sectors 0-7 must already hold
  *                  the pattern (the host wrote it), and a write must fail with IOERR;
  *   transport=mmio|pci   fail unless the disk was found on that transport;
@@ -54,6 +56,7 @@ static struct virtq vq;
 static struct virtio_blk_req_hdr* hdr;
 static volatile uint8_t* status;
 static uint8_t* buf; /* 8 KiB of data */
+static bool flush_then_halt;
 
 __attribute__((noreturn)) static void failf(const char* fmt, ...) {
   va_list ap;
@@ -155,6 +158,11 @@ static void read_write_checks(uint64_t capacity) {
   if (virtio_has(&dev, VIRTIO_BLK_F_FLUSH)) {
     expect_status(request(VIRTIO_BLK_T_FLUSH, 0, NULL, 0, NULL), VIRTIO_BLK_S_OK, "flush");
     kit_printf("virtio_blk flushed\n");
+    while (flush_then_halt) {
+      kit_hlt();
+    }
+  } else if (flush_then_halt) {
+    failf("mode=flushwait but the device does not offer VIRTIO_BLK_F_FLUSH");
   }
   do_read(0, 8, "read 0-7");
   /* Read 8-11 back through two writable descriptors. */
@@ -243,6 +251,7 @@ void guest_main(const struct petrel_boot_info* boot_info) {
   if (kit_cmdline_find("serial", &v) && !value_is(v, serial)) {
     failf("serial \"%s\" differs from the one configured", serial);
   }
+  flush_then_halt = kit_cmdline_find("mode", &v) && value_is(v, "flushwait");
   if (kit_cmdline_find("mode", &v) && value_is(v, "readonly")) {
     readonly_checks();
   } else {

@@ -6,6 +6,7 @@
 #include <unistd.h>
 
 #include <catch2/catch.hpp>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
 #include <cstdlib>
@@ -115,8 +116,9 @@ void check_disk_written(const std::string& disk) {
 }
 
 // virtio_blk in read-write mode on a fresh disk; then the file must hold the pattern in
-// sectors 0-11 and the last one, and zeros elsewhere.
-void blk_read_write(const std::string& transport, const std::vector<std::string>& extra = {}) {
+// sectors 0-11 and the last one, and zeros elsewhere. Returns petrel's log.
+std::string blk_read_write(const std::string& transport,
+                           const std::vector<std::string>& extra = {}) {
   ScratchDir dir;
   std::string disk = dir.path + "/disk.img";
   make_disk(disk, 0);
@@ -131,6 +133,7 @@ void blk_read_write(const std::string& transport, const std::vector<std::string>
                              " capacity=2048 serial=" + kSerial + "\n"));
   CHECK_THAT(r.out, Contains("virtio_blk flushed"));
   check_disk_written(disk);
+  return r.err;
 }
 
 // virtio_blk in read-only mode: the pattern is already there, writes fail, the file stays
@@ -207,7 +210,38 @@ void evil(const std::string& device, const std::string& transport) {
              Contains("virtio_evil ok transport=" + transport + " device=" + device + " cases=5"));
 }
 
+// virtio_blk writes and FLUSHes, then halts; petrel is killed with SIGKILL right after the
+// guest saw the flush complete. What the guest wrote before the flush must be in the file.
+void blk_flush_then_kill(const std::string& engine) {
+  ScratchDir dir;
+  std::string disk = dir.path + "/disk.img";
+  make_disk(disk, 0);
+  petrel::test::RunOptions options;
+  options.signal_after = "virtio_blk flushed";
+  options.signal = SIGKILL;
+  auto r = run_process(petrel_binary(),
+                       {"run", "--kernel", guest_image("virtio_blk"), "--disk",
+                        "path=" + disk + ",engine=" + engine, "--cmdline", "mode=flushwait"},
+                       options);
+  INFO("stdout:\n" << r.out << "\nstderr:\n" << r.err);
+  REQUIRE_FALSE(r.timed_out);
+  REQUIRE_THAT(r.out, Contains("virtio_blk flushed"));
+  CHECK(r.term_signal == SIGKILL);
+  std::string after = read_file(disk);
+  REQUIRE(after.size() == kDiskSectors * kSector);
+  CHECK(first_bad_sector(after, 0, 12, true) == -1);
+  CHECK(first_bad_sector(after, kDiskSectors - 1, 1, true) == -1);
+}
+
 }  // namespace
+
+TEST_CASE("virtio-blk: a flushed write survives SIGKILL of petrel (io_uring)", "[virtio]") {
+  blk_flush_then_kill("uring");
+}
+
+TEST_CASE("virtio-blk: a flushed write survives SIGKILL of petrel (sync engine)", "[virtio]") {
+  blk_flush_then_kill("sync");
+}
 
 TEST_CASE("virtio-blk over MMIO: the guest's writes reach the file", "[virtio]") {
   blk_read_write("mmio");
@@ -240,7 +274,7 @@ TEST_CASE("virtio devices from a JSON config use its default transport", "[virti
 }
 
 TEST_CASE("virtio-blk over MMIO works in forced PVM emulated mode", "[virtio][pvm]") {
-  blk_read_write("mmio", {"--pvm-mode", "emulated"});
+  CHECK_THAT(blk_read_write("mmio", {"--pvm-mode", "emulated"}), Contains("PVM emulated mode"));
 }
 
 TEST_CASE("virtio-blk over MMIO: a read-only disk refuses writes", "[virtio]") {
