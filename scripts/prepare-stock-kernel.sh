@@ -167,6 +167,30 @@ echo "petrel-stock-init: cpus: $(grep -c '^processor' /proc/cpuinfo)"
 echo "petrel-stock-init: MemTotal: $(awk '/^MemTotal:/ { print $2 " " $3 }' /proc/meminfo)"
 echo "petrel-stock-init: /proc/modules:"
 cat /proc/modules
+# The virtio devices petrel gave the VM, if any (tests/kvm/test_linux.cc, stock-kernel cases).
+i=0
+while [ ! -b /dev/vda ] && [ ! -d /sys/class/net/eth0 ] && [ $i -lt 20 ]; do sleep 0.1; i=$((i + 1)); done
+if [ -b /dev/vda ]; then
+  mkdir -p /mnt
+  if mount -t ext4 -o ro /dev/vda /mnt; then
+    echo "petrel-stock-init: vda marker: $(cat /mnt/etc/petrel-disk-marker)"
+    umount /mnt
+  else
+    echo "petrel-stock-init: mounting /dev/vda failed"
+  fi
+fi
+if [ -d /sys/class/net/eth0 ]; then
+  ip addr add 10.0.2.15/24 dev eth0
+  ip link set eth0 up
+  if ping -c 3 -W 5 10.0.2.1 >/dev/null; then
+    echo "petrel-stock-init: ping 10.0.2.1 ok"
+  else
+    echo "petrel-stock-init: ping 10.0.2.1 failed"
+  fi
+fi
+if [ -c /dev/hwrng ]; then
+  echo "petrel-stock-init: hwrng $(cat /sys/class/misc/hw_random/rng_current) read $(head -c 64 /dev/hwrng | wc -c) bytes"
+fi
 poweroff -f
 echo "petrel-stock-init: poweroff -f failed"
 while :; do sleep 3600; done

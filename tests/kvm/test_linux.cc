@@ -276,6 +276,48 @@ TEST_CASE("Debian's stock cloud kernel boots and loads its virtio modules", "[li
   CHECK_THAT(r.out, Contains("virtio_blk"));
 }
 
+namespace {
+
+// Debian's stock kernel with its own virtio modules: the disk, a NIC in a fresh network
+// namespace and the rng, all over `transport`; its /init (scripts/prepare-stock-kernel.sh)
+// mounts the disk, pings the host side of the TAP and reads /dev/hwrng.
+void stock_kernel_virtio(const std::string& transport) {
+  if (auto why = petrel::test::netns_unavailable()) {
+    skip(*why);
+  }
+  ScratchDir dir;
+  const std::string disk = copy_of_root_disk(dir);
+  petrel::test::NetNamespace ns("petrel-s" + std::to_string(::getpid()), "pt0", "10.0.2.1/24");
+  petrel::test::RunOptions options;
+  options.timeout = std::chrono::seconds(300);
+  auto r = ns.run(petrel_binary(),
+                  {"run", "--kernel", cache_file("stock/vmlinuz"), "--initrd",
+                   cache_file("stock/initramfs.cpio.gz"), "--memory", "512M", "--cmdline",
+                   std::string(kConsole) + "nokaslr", "--virtio-transport", transport, "--disk",
+                   "path=" + disk, "--net", "tap=" + ns.tap(), "--rng"},
+                  options);
+  INFO("console:\n" << r.out << "\npetrel log:\n" << r.err);
+  REQUIRE_FALSE(r.timed_out);
+  CHECK(r.exit_code == 0);
+  CHECK_THAT(r.out, Contains("PETREL-STOCK-INIT-OK"));
+  CHECK_THAT(r.out, Contains("petrel-stock-init: vda marker: petrel virtio-blk root file system"));
+  CHECK_THAT(r.out, Contains("petrel-stock-init: ping 10.0.2.1 ok"));
+  CHECK_THAT(r.out, Contains("petrel-stock-init: hwrng virtio_rng"));
+  CHECK_THAT(r.out, Contains("read 64 bytes"));
+}
+
+}  // namespace
+
+TEST_CASE("Debian's stock kernel uses virtio-blk, net and rng over virtio-MMIO",
+          "[linux][userspace][virtio]") {
+  stock_kernel_virtio("mmio");
+}
+
+TEST_CASE("Debian's stock kernel uses virtio-blk, net and rng over virtio-PCI",
+          "[linux][userspace][virtio]") {
+  stock_kernel_virtio("pci");
+}
+
 TEST_CASE("vmlinux mounts its root from a virtio-blk disk over virtio-MMIO", "[linux][virtio]") {
   auto r = boot_from_disk(",transport=mmio");
   // The device came from the DSDT (LNRO0005), not from virtio_mmio.device= on the cmdline.
