@@ -10,6 +10,7 @@
  *   mode=readonly  the device must offer VIRTIO_BLK_F_RO, sectors 0-7 must already hold
  *                  the pattern (the host wrote it), and a write must fail with IOERR;
  *   transport=mmio|pci   fail unless the disk was found on that transport;
+ *   index=N        drive the N-th virtio block device (default 0, the first);
  *   serial=S       fail unless GET_ID returns S.
  * Both modes then check refusals: a read at the capacity and one straddling it give IOERR,
  * a read whose data length is not a multiple of 512 gives IOERR, an unknown request type
@@ -221,8 +222,10 @@ static bool value_is(const char* v, const char* s) {
 
 void guest_main(const struct petrel_boot_info* boot_info) {
   (void)boot_info;
-  if (!virtio_find(VIRTIO_ID_BLOCK, 0, &dev)) {
-    failf("no virtio block device");
+  uint64_t index = 0;
+  (void)kit_cmdline_u64("index", &index);
+  if (!virtio_find(VIRTIO_ID_BLOCK, (unsigned)index, &dev)) {
+    failf("no virtio block device number %lu", index);
   }
   const char* v;
   if (kit_cmdline_find("transport", &v) && !value_is(v, virtio_transport_name(&dev))) {

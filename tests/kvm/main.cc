@@ -9,6 +9,7 @@
 
 #include <catch2/catch.hpp>
 #include <cstdio>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -27,6 +28,10 @@ int skip(const char* why) {
 
 int main(int argc, char** argv) {
   std::vector<char*> rest{argv[0]};
+  std::vector<std::string> filters;
+  filters.reserve(static_cast<size_t>(argc));
+  std::string warn_flag = "--warn";
+  std::string no_tests = "NoTests";
   bool need_kvm = true;
   for (int i = 1; i < argc; ++i) {
     std::string_view arg(argv[i]);
@@ -41,8 +46,23 @@ int main(int argc, char** argv) {
     if (arg.starts_with("--require=")) {
       continue;
     }
+    if (!arg.starts_with("-")) {
+      // A test name from meson: Catch2 reads ',' as "or" in a filter, so escape it.
+      std::string escaped;
+      for (char c : arg) {
+        escaped += c == ',' ? std::string("\\,") : std::string(1, c);
+      }
+      filters.push_back(std::move(escaped));
+      continue;
+    }
     rest.push_back(argv[i]);
   }
+  for (auto& filter : filters) {
+    rest.push_back(filter.data());
+  }
+  // A filter that matches no test case is a failure, not an empty pass.
+  rest.push_back(warn_flag.data());
+  rest.push_back(no_tests.data());
   if (need_kvm && ::access("/dev/kvm", R_OK | W_OK) != 0) {
     return skip("/dev/kvm is not readable and writable here");
   }
