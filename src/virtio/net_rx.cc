@@ -2,25 +2,11 @@
 
 #include <algorithm>
 #include <array>
-#include <atomic>
 #include <cstring>
 
 #include <fmt/format.h>
 
 namespace petrel::virtio::net {
-
-namespace {
-
-// 2.7.8 struct virtq_used layout.
-constexpr uint64_t kUsedIdx = 2;
-constexpr uint64_t kUsedRing = 4;
-struct UsedElem {
-  uint32_t id;
-  uint32_t len;
-};
-static_assert(sizeof(UsedElem) == 8);
-
-}  // namespace
 
 size_t rx_chains_needed(std::span<const DescriptorChain> chains, uint64_t packet_len,
                         bool mergeable) {
@@ -79,31 +65,7 @@ Result<std::vector<UsedEntry>> write_rx_frame(const GuestMemory& mem,
 
 Result<void> publish_used(Virtqueue& queue, const GuestMemory& mem,
                           std::span<const UsedEntry> entries) {
-  if (entries.empty()) {
-    return {};
-  }
-  const QueueLayout& layout = queue.layout();
-  if (entries.size() > layout.size) {
-    return Error(ErrorCode::kInternal,
-                 fmt::format("{} used entries for a queue of {}", entries.size(), layout.size));
-  }
-  for (const auto& e : entries) {
-    if (e.head >= layout.size) {
-      return Error(ErrorCode::kInternal,
-                   fmt::format("used head {} >= queue size {}", e.head, layout.size));
-    }
-  }
-  uint16_t next = queue.next_used();
-  for (const auto& e : entries) {
-    const uint64_t slot = next % layout.size;
-    PETREL_TRY(mem.write_obj(layout.used + kUsedRing + 8 * slot, UsedElem{e.head, e.len}));
-    next = static_cast<uint16_t>(next + 1);
-  }
-  // 2.7.8.2 / 2.7.13: elements and buffer contents before the index that publishes them.
-  std::atomic_thread_fence(std::memory_order_release);
-  PETREL_TRY(mem.write_obj<uint16_t>(layout.used + kUsedIdx, next));
-  queue.set_indices(queue.next_avail(), next);
-  return {};
+  return queue.add_used_batch(mem, entries);
 }
 
 }  // namespace petrel::virtio::net

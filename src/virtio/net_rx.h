@@ -20,10 +20,7 @@
 
 namespace petrel::virtio::net {
 
-struct UsedEntry {
-  uint16_t head = 0;
-  uint32_t len = 0;  // bytes the device wrote into the chain
-};
+using UsedEntry = Virtqueue::UsedElement;
 
 // How many of `chains` (in order) a packet of `packet_len` bytes (header included) needs, or
 // 0 when they do not suffice (without `mergeable`: when the first does not).
@@ -38,12 +35,9 @@ Result<std::vector<UsedEntry>> write_rx_frame(const GuestMemory& mem,
                                               VirtioNetHdr hdr, std::span<const std::byte> frame,
                                               bool mergeable);
 
-// Publishes `entries` in the used ring (2.7.8) with one used-index update, so that the driver
-// sees all buffers of a merged frame at once (a Linux driver that finds fewer than
-// num_buffers used entries drops the frame). Same ordering as Virtqueue::add_used: elements,
-// release fence, index. Afterwards the queue's next_used() has moved past them; as this
-// goes through Virtqueue::set_indices, the next should_notify() with EVENT_IDX answers yes
-// (at most one extra interrupt per batch). Virtqueue has no batch add_used of its own yet.
+// Publishes `entries` in the used ring (2.7.8) with one used-index update
+// (Virtqueue::add_used_batch), so that the driver sees all buffers of a merged frame at once
+// (a Linux driver that finds fewer than num_buffers used entries drops the frame).
 Result<void> publish_used(Virtqueue& queue, const GuestMemory& mem,
                           std::span<const UsedEntry> entries);
 

@@ -397,6 +397,34 @@ Result<void> Virtqueue::add_used(const GuestMemory& mem, uint16_t head, uint32_t
   return {};
 }
 
+Result<void> Virtqueue::add_used_batch(const GuestMemory& mem,
+                                       std::span<const UsedElement> elements) {
+  if (elements.size() > layout_.size) {
+    return Error(ErrorCode::kInternal,
+                 fmt::format("{} used elements for a queue of {}", elements.size(), layout_.size));
+  }
+  for (const auto& e : elements) {
+    if (e.head >= layout_.size) {
+      return Error(ErrorCode::kInternal,
+                   fmt::format("used head {} >= queue size {}", e.head, layout_.size));
+    }
+  }
+  if (elements.empty()) {
+    return {};
+  }
+  uint16_t next = next_used_;
+  for (const auto& e : elements) {
+    uint64_t slot = next % layout_.size;
+    PETREL_TRY(mem.write_obj(layout_.used + kUsedRing + 8 * slot, VirtqUsedElem{e.head, e.len}));
+    next = static_cast<uint16_t>(next + 1);
+  }
+  // As in add_used: every element before the index.
+  std::atomic_thread_fence(std::memory_order_release);
+  PETREL_TRY(mem.write_obj<uint16_t>(layout_.used + kUsedIdx, next));
+  next_used_ = next;
+  return {};
+}
+
 Result<bool> Virtqueue::should_notify(const GuestMemory& mem) {
   // The used idx store must be visible before we read the driver's used_event/flags, or
   // both sides could miss each other (Linux virtqueue_kick_prepare, QEMU

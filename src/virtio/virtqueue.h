@@ -128,6 +128,13 @@ class Virtqueue {
   // Publishes `head` in the used ring with `len` bytes written (2.7.8), with a release
   // barrier so the driver sees buffer contents before the index.
   Result<void> add_used(const GuestMemory& mem, uint16_t head, uint32_t len);
+  // Publishes several chains with one used-index update, so the driver sees all of them at
+  // once (a frame spread over several chains with VIRTIO_NET_F_MRG_RXBUF, 5.1.6.4).
+  struct UsedElement {
+    uint16_t head = 0;
+    uint32_t len = 0;  // bytes the device wrote into the chain
+  };
+  Result<void> add_used_batch(const GuestMemory& mem, std::span<const UsedElement> elements);
   // After one or more add_used: whether the driver wants an interrupt now (2.7.7.2:
   // used_event with EVENT_IDX, else the avail ring's NO_INTERRUPT flag).
   Result<bool> should_notify(const GuestMemory& mem);

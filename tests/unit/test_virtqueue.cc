@@ -125,6 +125,36 @@ TEST_CASE("virtqueue add_used publishes id and length", "[virtqueue]") {
   CHECK(q.used_idx() == 10);
 }
 
+TEST_CASE("virtqueue add_used_batch publishes several chains with one index update",
+          "[virtqueue]") {
+  using Element = petrel::virtio::Virtqueue::UsedElement;
+  VirtqBuilder q(4);
+  auto vq = q.make_queue();
+  std::array<uint16_t, 3> heads{};
+  for (auto& head : heads) {
+    q.push({VirtqBuilder::writable(8)});
+    head = pop_one(vq, q).head();
+  }
+  // Refused without writing anything: a head past the queue, or more elements than entries.
+  std::array<Element, 2> bad{{{heads[0], 1}, {4, 1}}};
+  CHECK(vq.add_used_batch(q.memory(), bad).error().code() == ErrorCode::kInternal);
+  std::array<Element, 5> too_many{};
+  CHECK_FALSE(vq.add_used_batch(q.memory(), too_many).ok());
+  CHECK(q.used_idx() == 0);
+  CHECK(q.used(0).len == 0);
+
+  std::array<Element, 3> batch{{{heads[0], 10}, {heads[1], 20}, {heads[2], 30}}};
+  REQUIRE(vq.add_used_batch(q.memory(), batch).ok());
+  CHECK(q.used_idx() == 3);
+  CHECK(vq.next_used() == 3);
+  for (uint16_t i = 0; i < 3; ++i) {
+    CHECK(q.used(i).id == heads[i]);
+    CHECK(q.used(i).len == 10u * (i + 1u));
+  }
+  CHECK(vq.add_used_batch(q.memory(), {}).ok());
+  CHECK(q.used_idx() == 3);
+}
+
 TEST_CASE("virtqueue indices wrap at 65536", "[virtqueue]") {
   VirtqBuilder q(8);
   auto vq = q.make_queue();
