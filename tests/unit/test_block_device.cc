@@ -412,3 +412,37 @@ TEST_CASE("virtio-blk interrupts follow EVENT_IDX", "[block]") {
   CHECK(h.roundtrip(blk::kTIn, 0, {VirtqBuilder::writable(512)}) == blk::kSOk);
   CHECK(h.irq().queue_notifications == after_first + 1);
 }
+
+TEST_CASE("virtio-blk records the guest pages it writes in the dirty log", "[block][dirty]") {
+  DiskEngine engine = engine_param();
+  INFO("engine " << petrel::virtio::to_string(engine));
+  BlockHarness h(engine, 16 * kMiB);
+  h.activate();
+  const auto& mem = h.q().memory();
+  const auto& region = mem.regions().front();
+  auto page_of = [&](GuestAddress a) { return (a - region.start()) / 4096; };
+
+  // Dirty logging off: an IN request leaves the bitmap empty.
+  BlockHarness::Sent s;
+  CHECK(h.roundtrip(blk::kTIn, 0, {VirtqBuilder::writable(4096)}, &s) == blk::kSOk);
+  CHECK(region.dirty().count() == 0);
+
+  // On: the data buffer (two pages here), the status byte's page and the used ring's page.
+  mem.set_dirty_logging(true);
+  GuestAddress buf = h.q().alloc(8192, 4096);
+  CHECK(h.roundtrip(blk::kTIn, 0, {VirtqBuilder::at(buf, 8192, true)}, &s) == blk::kSOk);
+  CHECK(region.dirty().test(page_of(buf)));
+  CHECK(region.dirty().test(page_of(buf + 4096)));
+  CHECK(region.dirty().test(page_of(s.status)));
+  CHECK(region.dirty().test(page_of(h.q().layout().used)));
+  // An OUT request writes only the status byte and the used ring, not its data pages.
+  (void)region.dirty().take();
+  auto data = pattern(4096, 5);
+  GuestAddress out = h.q().alloc(4096, 4096);
+  h.q().write_bytes(out, data);
+  (void)region.dirty().take();  // the test's own write
+  CHECK(h.roundtrip(blk::kTOut, 0, {VirtqBuilder::at(out, 4096, false)}, &s) == blk::kSOk);
+  CHECK_FALSE(region.dirty().test(page_of(out)));
+  CHECK(region.dirty().test(page_of(s.status)));
+  mem.set_dirty_logging(false);
+}
