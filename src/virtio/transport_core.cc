@@ -480,6 +480,12 @@ void TransportCore::kick(uint32_t queue) {
     spdlog::debug("virtio: notify of queue {} ignored (device has {})", queue, queues_.size());
     return;
   }
+  if (!exit_kick_logged_.exchange(true)) {
+    // Normally KVM's ioeventfd takes the notification without an exit; this path means it
+    // is not registered (or the guest wrote an unexpected width/value).
+    spdlog::debug("virtio (device type {}): queue {} notified through a VM exit, not an ioeventfd",
+                  device_->device_type(), queue);
+  }
   if (auto r = queues_[queue].kick.signal(); !r) {
     spdlog::warn("virtio: kick of queue {}: {}", queue, r.error().to_string());
   }

@@ -203,6 +203,7 @@ class TransportCore final : public VirtioInterrupt {
   bool active_ = false;
   uint64_t active_epoch_ = 0;
   std::atomic<bool> stopped_ = false;
+  std::atomic<bool> exit_kick_logged_ = false;  // kick() logged once (any vCPU thread)
   // Posted handlers hold a weak_ptr to this: expired means the core is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
 };
