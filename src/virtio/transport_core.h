@@ -20,6 +20,8 @@
 //  - stop() runs on the loop thread (directly, or posted and waited for from another thread
 //    while the loop runs). Destroy the core on the loop thread or when no thread runs the
 //    loop, after stop() (the destructor stops it itself if needed).
+// Sources: transport_core.cc (features, status, activation), transport_core_queues.cc (queue
+// registers, kicks), transport_core_loop.cc (event-loop side).
 #pragma once
 
 #include <atomic>

@@ -87,10 +87,10 @@ TEST_CASE("disk engines perform ops and report errors", "[block]") {
   INFO("engine " << petrel::virtio::to_string(engine));
   ScratchDir dir;
   auto path = make_image(dir, "b.img", 4 << 20);
+  boost::asio::io_context io;  // outlives the backend (DiskBackend::attach contract)
   auto opened = open_disk(BlockConfig{path, false, "", engine, false}, 64);
   REQUIRE(opened.ok());
   DiskBackend& disk = **opened;
-  boost::asio::io_context io;
   std::vector<DiskCompletion> done;
   REQUIRE(disk.attach(io,
                       [&](std::span<const DiskCompletion> c) {
@@ -175,11 +175,11 @@ TEST_CASE("read-only disk backend refuses writes at the backend too", "[block]")
 TEST_CASE("uring engine: many ops in flight complete on the loop", "[block]") {
   ScratchDir dir;
   auto path = make_image(dir, "d.img", 8 << 20);
+  boost::asio::io_context io;  // outlives the backend
   auto file = petrel::virtio::DiskFile::open(path, false, false);
   REQUIRE(file.ok());
   auto uring = petrel::virtio::DiskFileUring::create(std::move(file).value(), 64);
   REQUIRE(uring.ok());
-  boost::asio::io_context io;
   std::vector<DiskCompletion> done;
   REQUIRE((*uring)
               ->attach(io,

@@ -249,3 +249,18 @@ TEST_CASE("petrel run takes repeatable --disk/--net and an optional-value --rng"
   CHECK_FALSE(parse({"run", "--kernel", kernel.string(), "--disk"}).ok());
   CHECK_FALSE(parse({"run", "--kernel", kernel.string(), "--rng", "--rng"}).ok());
 }
+
+TEST_CASE("the example configs in configs/ parse", "[config][virtio]") {
+  const std::filesystem::path dir = std::filesystem::path(PETREL_SOURCE_DIR) / "configs";
+  int parsed = 0;
+  for (const auto& entry : std::filesystem::directory_iterator(dir)) {
+    if (entry.path().extension() != ".json") {
+      continue;
+    }
+    INFO(entry.path().string());
+    auto config = petrel::load_config_file(entry.path());
+    CHECK(config.ok());
+    ++parsed;
+  }
+  CHECK(parsed >= 3);
+}
