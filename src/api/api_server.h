@@ -1,0 +1,69 @@
+// ApiServer: the control API's HTTP/1.1 server on a Unix stream socket (`curl --unix-socket`).
+//
+// - The socket is created at `path` with mode 0600 from the moment it exists. A socket file
+//   already at `path` is removed first if nobody listens on it (stale); a live listener or
+//   anything that is not a socket makes create() fail. `path` is unlinked on destruction if
+//   the file there is still the one this server bound.
+// - Each connection is an ApiSession (api_session.h: keep-alive, body limit, timeouts); at
+//   most limits.max_sessions at once, a connection beyond that is answered 503
+//   "too_many_sessions" and closed.
+// - Requests go to the Router, which is shared and must not change once the server exists.
+//
+// Thread affinity: create() and start() run on the owning thread before the loop runs, or on
+// the loop thread (the thread running `io`, which the caller provides and runs). After
+// start(), destruction happens on the loop thread, or on any thread once the loop no longer
+// runs. Destruction closes the listener and every live session.
+#pragma once
+
+#include <sys/types.h>
+
+#include <filesystem>
+#include <memory>
+#include <vector>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/local/stream_protocol.hpp>
+
+#include "api/api_session.h"
+#include "api/router.h"
+#include "vmm/base/result.h"
+
+namespace petrel {
+
+class ApiServer {
+ public:
+  // Errors: kInvalidArgument for a bad path, something other than a socket at it, or a
+  // process listening on it; kIo when a system call fails.
+  static Result<std::unique_ptr<ApiServer>> create(boost::asio::io_context& io,
+                                                   const std::filesystem::path& path,
+                                                   std::shared_ptr<const Router> router,
+                                                   ApiLimits limits = {});
+  ~ApiServer();
+  ApiServer(const ApiServer&) = delete;
+  ApiServer& operator=(const ApiServer&) = delete;
+
+  // Starts accepting connections. Call once.
+  void start();
+
+  const std::filesystem::path& path() const { return path_; }
+
+  // Use create(); public only for std::make_unique.
+  ApiServer(boost::asio::io_context& io, std::filesystem::path path,
+            std::shared_ptr<const Router> router, ApiLimits limits);
+
+ private:
+  void accept_next();
+
+  boost::asio::local::stream_protocol::acceptor acceptor_;
+  std::filesystem::path path_;
+  std::shared_ptr<const Router> router_;
+  ApiLimits limits_;
+  std::vector<std::weak_ptr<ApiSession>> sessions_;  // live ones are pruned on each accept
+  // Set by a successful start(): pending accept handlers find it false after destruction.
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
+  bool bound_ = false;
+  dev_t socket_dev_ = 0;
+  ino_t socket_ino_ = 0;
+};
+
+}  // namespace petrel
