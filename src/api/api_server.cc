@@ -17,85 +17,17 @@
 #include "api/api_error.h"
 #include "vmm/base/unique_fd.h"
 
+#include "vmm/base/unix_listener.h"
+
 namespace petrel {
 namespace {
 
 using boost::asio::local::stream_protocol;
 
 constexpr int kListenBacklog = 16;
-constexpr std::size_t kMaxPathLength = sizeof(sockaddr_un::sun_path) - 1;
 
 Error socket_error(const std::filesystem::path& path, std::string_view what, int err) {
   return Error::from_errno(fmt::format("api socket {}: {}", path.string(), what), err);
-}
-
-Result<sockaddr_un> socket_address(const std::filesystem::path& path) {
-  const std::string& text = path.native();
-  if (text.empty() || text.size() > kMaxPathLength) {
-    return Error(
-        ErrorCode::kInvalidArgument,
-        fmt::format("api socket {}: the path must be 1 to {} bytes", text, kMaxPathLength));
-  }
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, text.data(), text.size());
-  return addr;
-}
-
-// Clears `path` for bind(): nothing there, or a socket nobody listens on (removed).
-// (Same policy as the console socket, vmm/serial_socket.cc.)
-Result<void> remove_stale_socket(const std::filesystem::path& path, const sockaddr_un& addr) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) {
-      return ok();
-    }
-    return socket_error(path, "lstat", errno);
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return Error(ErrorCode::kInvalidArgument, path.string() + ": exists and is not a socket");
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe.valid()) {
-    return socket_error(path, "socket", errno);
-  }
-  // Non-blocking: a listener with a full backlog answers EAGAIN instead of making us wait.
-  if (::connect(probe.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0 ||
-      errno == EAGAIN) {
-    return Error(ErrorCode::kInvalidArgument,
-                 path.string() + ": a process is already listening on this socket");
-  }
-  if (errno != ECONNREFUSED && errno != ENOENT) {
-    return socket_error(path, "probing the existing socket", errno);
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return socket_error(path, "removing the stale socket", errno);
-  }
-  spdlog::info("api socket {}: removed a stale socket file", path.string());
-  return ok();
-}
-
-// A listening socket bound at `path`, whose file has mode 0600 from the moment it exists.
-Result<UniqueFd> listen_at(const std::filesystem::path& path, const sockaddr_un& addr) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) {
-    return socket_error(path, "socket", errno);
-  }
-  // bind() creates the file with mode 0777 & ~umask. The umask is per process: create()
-  // runs during setup, before petrel starts threads that create files.
-  mode_t saved_umask = ::umask(0177);
-  int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  int err = errno;
-  ::umask(saved_umask);
-  if (rc != 0) {
-    return socket_error(path, "bind", err);
-  }
-  if (::listen(fd.get(), kListenBacklog) != 0) {
-    err = errno;
-    ::unlink(path.c_str());
-    return socket_error(path, "listen", err);
-  }
-  return fd;
 }
 
 }  // namespace
@@ -111,10 +43,8 @@ Result<std::unique_ptr<ApiServer>> ApiServer::create(boost::asio::io_context& io
   if (!router) {
     return Error(ErrorCode::kInvalidArgument, "api socket: no router");
   }
-  PETREL_TRY_ASSIGN(sockaddr_un addr, socket_address(path));
   auto server = std::make_unique<ApiServer>(io, path, std::move(router), limits);
-  PETREL_TRY(remove_stale_socket(path, addr));
-  PETREL_TRY_ASSIGN(UniqueFd listener, listen_at(path, addr));
+  PETREL_TRY_ASSIGN(UniqueFd listener, listen_unix_socket(path, "api socket", kListenBacklog));
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
     int err = errno;

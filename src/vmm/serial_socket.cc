@@ -16,6 +16,7 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/buffer.hpp>
 
+#include "vmm/base/unix_listener.h"
 #include "vmm/vm_config.h"
 
 namespace petrel {
@@ -32,78 +33,6 @@ Error socket_error(const std::filesystem::path& path, std::string_view what, int
   return Error::from_errno(fmt::format("console socket {}: {}", path.string(), what), err);
 }
 
-Result<sockaddr_un> socket_address(const std::filesystem::path& path) {
-  const std::string& text = path.native();
-  if (text.empty() || text.size() > kMaxSocketPathLength) {
-    return Error(ErrorCode::kInvalidArgument,
-                 fmt::format("console socket {}: the path must be 1 to {} bytes", text,
-                             kMaxSocketPathLength));
-  }
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::memcpy(addr.sun_path, text.data(), text.size());
-  return addr;
-}
-
-int connect_to(int fd, const sockaddr_un& addr) {
-  return ::connect(fd, reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-}
-
-// Clears `path` for bind(): nothing there, or a socket nobody listens on (removed). Anything
-// else, or a socket with a listener (another petrel's console, say), is refused.
-Result<void> remove_stale_socket(const std::filesystem::path& path, const sockaddr_un& addr) {
-  struct stat st {};
-  if (::lstat(path.c_str(), &st) != 0) {
-    if (errno == ENOENT) {
-      return ok();
-    }
-    return socket_error(path, "lstat", errno);
-  }
-  if (!S_ISSOCK(st.st_mode)) {
-    return Error(ErrorCode::kInvalidArgument, path.string() + ": exists and is not a socket");
-  }
-  UniqueFd probe(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!probe.valid()) {
-    return socket_error(path, "socket", errno);
-  }
-  // Non-blocking: a listener with a full backlog answers EAGAIN instead of making us wait.
-  if (connect_to(probe.get(), addr) == 0 || errno == EAGAIN) {
-    return Error(ErrorCode::kInvalidArgument,
-                 path.string() + ": a process is already listening on this socket");
-  }
-  if (errno != ECONNREFUSED && errno != ENOENT) {
-    return socket_error(path, "probing the existing socket", errno);
-  }
-  if (::unlink(path.c_str()) != 0 && errno != ENOENT) {
-    return socket_error(path, "removing the stale socket", errno);
-  }
-  spdlog::info("console socket {}: removed a stale socket file", path.string());
-  return ok();
-}
-
-// A listening socket bound at `path`, whose file has mode 0600 from the moment it exists.
-Result<UniqueFd> listen_at(const std::filesystem::path& path, const sockaddr_un& addr) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0));
-  if (!fd.valid()) {
-    return socket_error(path, "socket", errno);
-  }
-  // bind() creates the file with mode 0777 & ~umask. The umask is per process: this runs
-  // while Vm::create is setting up, before petrel starts any thread that creates files.
-  mode_t saved_umask = ::umask(0177);
-  int rc = ::bind(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
-  int err = errno;
-  ::umask(saved_umask);
-  if (rc != 0) {
-    return socket_error(path, "bind", err);
-  }
-  if (::listen(fd.get(), kListenBacklog) != 0) {
-    err = errno;
-    ::unlink(path.c_str());
-    return socket_error(path, "listen", err);
-  }
-  return fd;
-}
-
 }  // namespace
 
 SerialSocket::SerialSocket(boost::asio::io_context& io, std::filesystem::path path)
@@ -116,10 +45,8 @@ SerialSocket::SerialSocket(boost::asio::io_context& io, std::filesystem::path pa
 
 Result<std::unique_ptr<SerialSocket>> SerialSocket::create(boost::asio::io_context& io,
                                                            const std::filesystem::path& path) {
-  PETREL_TRY_ASSIGN(sockaddr_un addr, socket_address(path));
   auto sock = std::make_unique<SerialSocket>(io, path);
-  PETREL_TRY(remove_stale_socket(path, addr));
-  PETREL_TRY_ASSIGN(UniqueFd listener, listen_at(path, addr));
+  PETREL_TRY_ASSIGN(UniqueFd listener, listen_unix_socket(path, "console socket", kListenBacklog));
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
     return socket_error(path, "lstat after bind", errno);
