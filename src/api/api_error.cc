@@ -18,27 +18,7 @@ unsigned http_status(ErrorCode code) {
 }
 
 std::string_view api_error_code(ErrorCode code) {
-  switch (code) {
-    case ErrorCode::kInvalidArgument:
-      return "invalid_argument";
-    case ErrorCode::kNotFound:
-      return "not_found";
-    case ErrorCode::kOutOfRange:
-      return "out_of_range";
-    case ErrorCode::kIo:
-      return "io";
-    case ErrorCode::kKvm:
-      return "kvm";
-    case ErrorCode::kGuest:
-      return "guest";
-    case ErrorCode::kUnsupported:
-      return "unsupported";
-    case ErrorCode::kState:
-      return "state";
-    case ErrorCode::kInternal:
-      return "internal";
-  }
-  return "internal";
+  return to_string(code);  // the stable snake_case names of vmm/base/error.h
 }
 
 std::string error_body(std::string_view code, std::string_view message,
