@@ -1,0 +1,136 @@
+// VmControl: what the control plane (src/api/) may ask of one VM, as typed calls. The real
+// implementation is VmController (vm_controller.h); tests and the API fuzz target use fakes.
+//
+// Thread affinity: every method may be called from any thread (the API thread in practice);
+// implementations serialise actions internally. Nothing here knows HTTP or JSON text; event
+// payloads are JSON values because they go to the API unchanged.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "vmm/base/result.h"
+#include "vmm/lifecycle.h"
+#include "vmm/vm_config.h"
+
+namespace petrel {
+
+struct VmInfo {
+  std::string name;
+  VmState state = VmState::kCreated;
+  uint32_t vcpus = 0;
+  uint64_t memory_bytes = 0;
+  // Since the guest last started (start or reboot); zero while created.
+  std::chrono::nanoseconds uptime{0};
+  // Wall-clock time of the last start; nullopt while created.
+  std::optional<std::chrono::system_clock::time_point> started_at;
+  uint32_t boot_count = 0;  // starts + reboots so far
+  std::string exec_mode;    // "hardware", "PVM native", "PVM emulated"
+  std::string version;      // petrel's version
+  int pid = 0;              // petrel's process id
+};
+
+// Counters are monotonic for the life of one boot of the guest (a reboot rebuilds the devices
+// and starts them from zero, which Prometheus reads as a counter reset).
+struct VcpuMetrics {
+  uint32_t id = 0;
+  uint64_t cpu_time_ns = 0;  // CPU time of the vCPU thread (guest + VMM on its behalf)
+  // Exits by reason name: "io", "mmio", "hlt", "intr", "system_event", "shutdown",
+  // "internal_error", "fail_entry", "other"; every name present, zero or not.
+  std::vector<std::pair<std::string, uint64_t>> exits;
+};
+
+struct DiskMetrics {
+  std::string id;    // "disk0", "disk1", ... in config order
+  std::string path;  // the backing file as configured
+  uint64_t read_bytes = 0;
+  uint64_t write_bytes = 0;
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t discard_ops = 0;  // DISCARD and WRITE_ZEROES requests
+  uint64_t errors = 0;       // requests completed with IOERR or UNSUPP
+};
+
+struct NetMetrics {
+  std::string id;         // "net0", "net1", ... in config order
+  std::string tap;        // the TAP interface name
+  uint64_t rx_bytes = 0;  // host -> guest, frames delivered to the guest
+  uint64_t rx_packets = 0;
+  uint64_t rx_drops = 0;  // frames read from the TAP that could not be delivered
+  uint64_t tx_bytes = 0;  // guest -> host
+  uint64_t tx_packets = 0;
+  uint64_t tx_drops = 0;  // guest frames refused or not written
+};
+
+struct VmMetrics {
+  VmState state = VmState::kCreated;
+  std::chrono::nanoseconds uptime{0};
+  uint64_t guest_memory_bytes = 0;  // configured guest RAM
+  uint64_t host_rss_bytes = 0;      // petrel's resident set (/proc/self/statm)
+  std::vector<VcpuMetrics> vcpus;
+  std::vector<DiskMetrics> disks;
+  std::vector<NetMetrics> nets;
+};
+
+// One entry of the VM's event stream. `seq` starts at 1 and increases by one per event.
+// Types and their `data`: "state" {"from","to","action"}, "reset" {"initiator": "guest"|
+// "api"}, "panic" {"message"}, "device_error" {"device","message"}, "shutdown_timeout"
+// {"timeout_ms"}.
+struct VmEvent {
+  uint64_t seq = 0;
+  std::chrono::system_clock::time_point time;
+  std::string type;
+  nlohmann::json data = nlohmann::json::object();
+};
+
+// A subscription to the event stream; destroying it unsubscribes. The callback runs on the
+// thread that published the event, after the event is recorded; it must not block or call
+// back into VmControl (post to your own thread instead).
+class EventSubscription {
+ public:
+  virtual ~EventSubscription() = default;
+};
+
+struct ShutdownOptions {
+  // How long the guest gets to power off before petrel stops it hard.
+  std::chrono::milliseconds timeout{30000};
+};
+
+class VmControl {
+ public:
+  virtual ~VmControl() = default;
+
+  virtual VmInfo info() const = 0;
+  // The effective configuration, complete enough to start the same VM again (vm_config.h
+  // config_to_json format).
+  virtual nlohmann::json config() const = 0;
+  virtual VmMetrics metrics() const = 0;
+
+  // Actions. Each returns the state the VM is in once the action took effect, or kState
+  // ("cannot pause: the VM is paused") with nothing changed when the lifecycle table does not
+  // allow it in the current state. shutdown() returns as soon as the guest was asked
+  // (kShuttingDown); the rest return once done.
+  virtual Result<VmState> start() = 0;
+  virtual Result<VmState> pause() = 0;
+  virtual Result<VmState> resume() = 0;
+  virtual Result<VmState> shutdown(const ShutdownOptions& options) = 0;
+  virtual Result<VmState> reboot() = 0;
+  virtual Result<VmState> stop() = 0;
+
+  // Events with seq > `after` still in the history (the last kEventHistory) are passed to
+  // `callback` at once, on this thread, in order; later ones as they happen. `after` =
+  // UINT64_MAX means "only new events".
+  static constexpr size_t kEventHistory = 1024;
+  virtual std::unique_ptr<EventSubscription> subscribe(
+      uint64_t after, std::function<void(const VmEvent&)> callback) = 0;
+};
+
+}  // namespace petrel
