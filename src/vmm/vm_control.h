@@ -71,6 +71,7 @@ struct NetMetrics {
 };
 
 struct VmMetrics {
+  std::string name;  // the VM's name (the "vm" label in Prometheus output)
   VmState state = VmState::kCreated;
   std::chrono::nanoseconds uptime{0};
   uint64_t guest_memory_bytes = 0;  // configured guest RAM
