@@ -46,6 +46,22 @@ static_assert(offsetof(ConfigSpace, max_discard_sectors) == 36);
 static_assert(offsetof(ConfigSpace, write_zeroes_may_unmap) == 56);
 static_assert(sizeof(ConfigSpace) == 72);
 
+std::string_view op_name(DiskOpKind kind) {
+  switch (kind) {
+    case DiskOpKind::kRead:
+      return "read";
+    case DiskOpKind::kWrite:
+      return "write";
+    case DiskOpKind::kFlush:
+      return "flush";
+    case DiskOpKind::kDiscard:
+      return "discard";
+    case DiskOpKind::kWriteZeroes:
+      return "write-zeroes";
+  }
+  return "unknown";
+}
+
 }  // namespace
 
 std::string BlockDevice::default_serial(const std::filesystem::path& path) {
@@ -231,13 +247,14 @@ void BlockDevice::handle(const DescriptorChain& chain) {
     finish(head, parsed.status, blk::kSIoErr, 1);
     return;
   }
-  InFlight entry{*parsed.status, 1, {}};
+  InFlight entry{*parsed.status, 1, {}, op->kind, op->offset, op->length};
   if (req.type == blk::RequestType::kIn) {
     entry.used_len = static_cast<uint32_t>(req.data_bytes + 1);
     entry.dirty = std::move(req.data);
   }
   if (auto r = backend_->submit(std::move(op).value(), tag_of(head)); !r.ok()) {
     spdlog::warn("virtio-blk: {}", r.error().to_string());
+    report_io_error(entry.kind, entry.offset, r.error().to_string());
     finish(head, parsed.status, blk::kSIoErr, 1);
     return;
   }
@@ -297,12 +314,14 @@ void BlockDevice::on_completions(std::span<const DiskCompletion> done) {
     }
     if (c.error != 0) {
       spdlog::debug("virtio-blk: request at head {} failed: {}", head, std::strerror(c.error));
+      report_io_error(entry.kind, entry.offset, std::strerror(c.error));
       finish(head, entry.status, blk::kSIoErr, 1);
       continue;
     }
     for (const auto& seg : entry.dirty) {
       mem_->mark_dirty(seg.addr, seg.len);
     }
+    count_success(entry);
     finish(head, entry.status, blk::kSOk, entry.used_len);
   }
   if (!processing_ && !draining_) {
@@ -312,6 +331,9 @@ void BlockDevice::on_completions(std::span<const DiskCompletion> done) {
 
 void BlockDevice::finish(uint16_t head, std::optional<GuestAddress> status, uint8_t value,
                          uint32_t used_len) {
+  if (value != blk::kSOk) {
+    stats_.errors.fetch_add(1, std::memory_order_relaxed);
+  }
   if (status) {
     // The address was checked by the virtqueue; a failure here cannot be reported anyway.
     (void)mem_->write_obj<uint8_t>(*status, value);
@@ -321,6 +343,46 @@ void BlockDevice::finish(uint16_t head, std::optional<GuestAddress> status, uint
     return;
   }
   pending_notify_ = true;
+}
+
+BlockStats BlockDevice::stats() const {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  return BlockStats{
+      .read_bytes = stats_.read_bytes.load(kRelaxed),
+      .write_bytes = stats_.write_bytes.load(kRelaxed),
+      .read_ops = stats_.read_ops.load(kRelaxed),
+      .write_ops = stats_.write_ops.load(kRelaxed),
+      .flush_ops = stats_.flush_ops.load(kRelaxed),
+      .discard_ops = stats_.discard_ops.load(kRelaxed),
+      .errors = stats_.errors.load(kRelaxed),
+  };
+}
+
+void BlockDevice::count_success(const InFlight& entry) {
+  constexpr auto kRelaxed = std::memory_order_relaxed;
+  switch (entry.kind) {
+    case DiskOpKind::kRead:
+      stats_.read_ops.fetch_add(1, kRelaxed);
+      stats_.read_bytes.fetch_add(entry.length, kRelaxed);
+      break;
+    case DiskOpKind::kWrite:
+      stats_.write_ops.fetch_add(1, kRelaxed);
+      stats_.write_bytes.fetch_add(entry.length, kRelaxed);
+      break;
+    case DiskOpKind::kFlush:
+      stats_.flush_ops.fetch_add(1, kRelaxed);
+      break;
+    case DiskOpKind::kDiscard:
+    case DiskOpKind::kWriteZeroes:
+      stats_.discard_ops.fetch_add(1, kRelaxed);
+      break;
+  }
+}
+
+void BlockDevice::report_io_error(DiskOpKind kind, uint64_t offset, const std::string& what) {
+  if (error_handler_) {
+    error_handler_(fmt::format("{} at byte {} failed: {}", op_name(kind), offset, what));
+  }
 }
 
 void BlockDevice::signal_used() {

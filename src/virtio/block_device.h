@@ -10,11 +10,13 @@
 //
 // Thread affinity: as VirtioDevice. The config space is immutable after construction, so
 // read_config needs no lock. reset() drains the backend: when it returns, no operation is in
-// flight and nothing more is written to guest memory.
+// flight and nothing more is written to guest memory. stats() may be read from any thread.
 #pragma once
 
 #include <array>
+#include <atomic>
 #include <cstddef>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -26,6 +28,18 @@
 #include "virtio/virtio_device.h"
 
 namespace petrel::virtio {
+
+// Counters of one BlockDevice since it was built (a device reset keeps them). Requests are
+// counted when they complete; the guest decides how many there are and how large.
+struct BlockStats {
+  uint64_t read_bytes = 0;   // data bytes of IN requests completed successfully
+  uint64_t write_bytes = 0;  // data bytes of OUT requests completed successfully
+  uint64_t read_ops = 0;
+  uint64_t write_ops = 0;
+  uint64_t flush_ops = 0;
+  uint64_t discard_ops = 0;  // DISCARD and WRITE_ZEROES
+  uint64_t errors = 0;       // requests completed with IOERR or UNSUPP (rejected or failed)
+};
 
 class BlockDevice final : public VirtioDevice {
  public:
@@ -68,6 +82,15 @@ class BlockDevice final : public VirtioDevice {
   // Requests handed to the backend and not completed yet.
   size_t in_flight() const { return backend_->in_flight(); }
 
+  // Any thread: relaxed reads of the counters (each monotonic; not a consistent cut).
+  BlockStats stats() const;
+
+  // Told about each request the backend failed (submit refused it or it completed with an
+  // errno), with a one-line description. Set before activation; called on the event-loop
+  // thread, once per failed request (the guest can make many: the receiver rate-limits).
+  using ErrorHandler = std::function<void(std::string message)>;
+  void set_error_handler(ErrorHandler handler) { error_handler_ = std::move(handler); }
+
   // 20 bytes derived from the image path (FNV-1a of the absolute path), stable across runs.
   static std::string default_serial(const std::filesystem::path& path);
 
@@ -76,6 +99,14 @@ class BlockDevice final : public VirtioDevice {
     GuestAddress status;
     uint32_t used_len = 0;                 // on success
     std::vector<DescriptorSegment> dirty;  // IN: guest ranges the backend filled
+    DiskOpKind kind = DiskOpKind::kRead;   // for the counters and error reports
+    uint64_t offset = 0;                   // bytes into the image
+    uint64_t length = 0;                   // bytes
+  };
+
+  struct AtomicStats {
+    std::atomic<uint64_t> read_bytes{0}, write_bytes{0}, read_ops{0}, write_ops{0}, flush_ops{0},
+        discard_ops{0}, errors{0};
   };
 
   void handle(const DescriptorChain& chain);
@@ -85,6 +116,8 @@ class BlockDevice final : public VirtioDevice {
   void finish(uint16_t head, std::optional<GuestAddress> status, uint8_t value, uint32_t used_len);
   void signal_used();
   void ring_broken(const Error& error);
+  void count_success(const InFlight& entry);
+  void report_io_error(DiskOpKind kind, uint64_t offset, const std::string& what);
   uint64_t tag_of(uint16_t head) const { return (generation_ << 16) | head; }
 
   std::unique_ptr<DiskBackend> backend_;
@@ -105,6 +138,8 @@ class BlockDevice final : public VirtioDevice {
   bool pending_notify_ = false;
   uint64_t generation_ = 0;                         // bumped on reset, part of every tag
   std::vector<std::optional<InFlight>> in_flight_;  // by head
+  ErrorHandler error_handler_;                      // set before activation
+  AtomicStats stats_;                               // written on the loop, read anywhere
 };
 
 }  // namespace petrel::virtio

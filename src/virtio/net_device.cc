@@ -157,7 +157,7 @@ Result<void> NetDevice::activate(ActivateContext ctx) {
   rx_ = std::move(ctx.queues[kRxQueue]);
   tx_ = std::move(ctx.queues[kTxQueue]);
   rx_failed_ = false;
-  rx_pending_ = 0;  // nothing from an activation that ended without a reset
+  drop_pending_rx();  // nothing from an activation that ended without a reset
   rx_chains_.clear();
   rx_used_.clear();
   active_ = true;
@@ -189,9 +189,16 @@ void NetDevice::reset() {
   rx_.reset();
   tx_.reset();
   rx_failed_ = false;
-  rx_pending_ = 0;
+  drop_pending_rx();
   rx_chains_.clear();
   rx_used_.clear();
+}
+
+void NetDevice::drop_pending_rx() {
+  if (rx_pending_ != 0) {
+    stats_.rx_dropped.fetch_add(1, std::memory_order_relaxed);
+  }
+  rx_pending_ = 0;
 }
 
 NetStats NetDevice::stats() const {

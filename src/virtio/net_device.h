@@ -45,7 +45,9 @@ struct NetStats {
   uint64_t rx_frames = 0;
   uint64_t rx_bytes = 0;
   uint64_t rx_errors = 0;   // receive chains too small for a header, backend read errors
-  uint64_t rx_dropped = 0;  // frames that did not fit the guest's buffers
+  // Frames read from the backend and not delivered: too short or long, did not fit the
+  // guest's buffers, or still held when the driver reset the device.
+  uint64_t rx_dropped = 0;
 };
 
 class NetDevice final : public VirtioDevice, public std::enable_shared_from_this<NetDevice> {
@@ -91,6 +93,8 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   void arm_wait(bool write);
   void post_again(bool tx);
   void fail_ring(uint16_t index, const Error& error);
+  // Forgets the frame held for the guest, if any, counting it as dropped.
+  void drop_pending_rx();
   void stop();
 
   // Constant after construction.

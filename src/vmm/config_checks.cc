@@ -35,6 +35,10 @@ constexpr std::array<NamedValue<PvmMode>, 2> kPvmModes{{
     {"auto", PvmMode::kAuto},
     {"emulated", PvmMode::kEmulated},
 }};
+constexpr std::array<NamedValue<RebootAction>, 2> kRebootActions{{
+    {"restart", RebootAction::kRestart},
+    {"exit", RebootAction::kExit},
+}};
 constexpr std::array<std::string_view, 6> kLogLevels{"trace", "debug", "info",
                                                      "warn",  "error", "off"};
 
@@ -130,6 +134,9 @@ std::string_view to_string(LogFormat format) {
 }
 std::string_view to_string(PvmMode mode) {
   return name_of(mode, kPvmModes);
+}
+std::string_view to_string(RebootAction action) {
+  return name_of(action, kRebootActions);
 }
 
 namespace config_detail {
@@ -306,6 +313,10 @@ Result<LogFormat> parse_log_format(std::string_view text) {
 
 Result<PvmMode> parse_pvm_mode(std::string_view text) {
   return parse_named(text, kPvmModes);
+}
+
+Result<RebootAction> parse_reboot_action(std::string_view text) {
+  return parse_named(text, kRebootActions);
 }
 
 Result<SerialConfig> parse_serial_spec(std::string_view text) {

@@ -40,6 +40,7 @@ Result<uint32_t> parse_vcpus(std::string_view text);
 Result<SerialMode> parse_serial_mode(std::string_view text);
 Result<LogFormat> parse_log_format(std::string_view text);
 Result<PvmMode> parse_pvm_mode(std::string_view text);
+Result<RebootAction> parse_reboot_action(std::string_view text);
 // The shorthand "stdio", "none", "file:PATH" or "socket:PATH" (the --serial flag and the JSON
 // string form). Syntax only (check_socket_path_syntax for a socket): a path is not checked
 // against the file system (check_serial_file, check_serial_socket).

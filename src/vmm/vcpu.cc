@@ -4,6 +4,7 @@
 
 #include <array>
 #include <mutex>
+#include <type_traits>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -64,6 +65,46 @@ void Vcpu::log_state() const {
                exit_count());
 }
 
+size_t Vcpu::exit_reason_index(const VcpuExit& exit) {
+  return std::visit(
+      [](const auto& e) -> size_t {
+        using T = std::decay_t<decltype(e)>;
+        if constexpr (std::is_same_v<T, IoExit>) {
+          return 0;
+        } else if constexpr (std::is_same_v<T, MmioExit>) {
+          return 1;
+        } else if constexpr (std::is_same_v<T, HltExit>) {
+          return 2;
+        } else if constexpr (std::is_same_v<T, IntrExit>) {
+          return 3;
+        } else if constexpr (std::is_same_v<T, SystemEventExit>) {
+          return 4;
+        } else if constexpr (std::is_same_v<T, ShutdownExit>) {
+          return 5;
+        } else if constexpr (std::is_same_v<T, InternalErrorExit>) {
+          return 6;
+        } else if constexpr (std::is_same_v<T, FailEntryExit>) {
+          return 7;
+        } else {
+          static_assert(std::is_same_v<T, UnknownExit>, "a new exit type needs a reason");
+          return 8;
+        }
+      },
+      exit);
+}
+
+VcpuMetrics Vcpu::metrics() const {
+  VcpuMetrics m;
+  m.id = vcpu_.id();
+  m.cpu_time_ns = cpu_clock_.nanoseconds();
+  m.exits.reserve(kExitReasons.size());
+  for (size_t i = 0; i < kExitReasons.size(); ++i) {
+    m.exits.emplace_back(std::string(kExitReasons[i]),
+                         exits_by_reason_[i].load(std::memory_order_relaxed));
+  }
+  return m;
+}
+
 void Vcpu::join() {
   if (thread_.joinable()) {
     thread_.join();
@@ -71,6 +112,13 @@ void Vcpu::join() {
 }
 
 void Vcpu::run_loop() {
+  cpu_clock_.attach();
+  struct Finish {
+    ThreadCpuClock& clock;
+    ~Finish() { clock.finish(); }
+  } finish{cpu_clock_};
+  constexpr size_t kIntr = 3;
+  static_assert(kExitReasons[kIntr] == "intr");
   while (!ctx_.stop->stopped()) {
     auto ran = vcpu_.run();
     if (!ran) {
@@ -78,6 +126,7 @@ void Vcpu::run_loop() {
       return;
     }
     if (!*ran) {
+      exits_by_reason_[kIntr].fetch_add(1, std::memory_order_relaxed);
       // Kicked: a stop (the loop condition looks at the latch) or a state dump.
       if (dump_requested_.exchange(false)) {
         vcpu_.set_immediate_exit(false);
@@ -86,7 +135,9 @@ void Vcpu::run_loop() {
       continue;
     }
     exits_.fetch_add(1, std::memory_order_relaxed);
-    if (!handle(decode_exit(vcpu_.run_data(), vcpu_.run_size()))) {
+    const VcpuExit exit = decode_exit(vcpu_.run_data(), vcpu_.run_size());
+    exits_by_reason_[exit_reason_index(exit)].fetch_add(1, std::memory_order_relaxed);
+    if (!handle(exit)) {
       return;
     }
   }

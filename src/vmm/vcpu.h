@@ -2,12 +2,18 @@
 // the port-I/O and MMIO buses). A stop is requested through the VM's StopLatch; kick() then
 // makes KVM_RUN return (immediate_exit + a real-time signal, api.rst "immediate_exit") so
 // the thread sees it. The thread is joined when the Vcpu is destroyed.
+//
+// Metrics: exits are counted by reason (relaxed atomics, written by the vCPU thread) and the
+// thread's CPU time is measured (ThreadCpuClock); metrics() reads both from any thread.
 #pragma once
 
 #include <pthread.h>
 
+#include <array>
 #include <atomic>
+#include <cstddef>
 #include <cstdint>
+#include <string_view>
 #include <thread>
 
 #include "devices/bus.h"
@@ -16,6 +22,8 @@
 #include "vmm/base/vcpu_exit.h"
 #include "vmm/pvm_host.h"
 #include "vmm/stop_latch.h"
+#include "vmm/thread_cpu_clock.h"
+#include "vmm/vm_control.h"
 
 namespace petrel {
 
@@ -50,6 +58,18 @@ class Vcpu {
 
   uint64_t exit_count() const { return exits_.load(std::memory_order_relaxed); }
 
+  // The exit reasons VcpuMetrics::exits names, in this order. "intr" also counts KVM_RUN
+  // returning early for a signal or immediate_exit (a kick).
+  static constexpr std::array<std::string_view, 9> kExitReasons{
+      "io",       "mmio", "hlt", "intr", "system_event", "shutdown", "internal_error",
+      "fail_entry", "other"};
+  // The index in kExitReasons of `exit`'s reason.
+  static size_t exit_reason_index(const VcpuExit& exit);
+
+  // Any thread: this vCPU's id, its thread's CPU time (0 before start(), the final value
+  // once the thread ended) and its exits by reason, every reason present.
+  VcpuMetrics metrics() const;
+
  private:
   void run_loop();
   void log_state() const;
@@ -64,6 +84,8 @@ class Vcpu {
   KvmVcpu vcpu_;
   VcpuContext ctx_;
   std::atomic<uint64_t> exits_{0};
+  std::array<std::atomic<uint64_t>, kExitReasons.size()> exits_by_reason_{};
+  ThreadCpuClock cpu_clock_;
   std::atomic<bool> started_{false};
   std::atomic<bool> dump_requested_{false};
   std::jthread thread_;

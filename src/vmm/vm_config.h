@@ -31,6 +31,11 @@ struct SerialConfig {
 
 enum class LogFormat { kText, kJson };
 
+// What a guest-initiated reset does: rebuild the VM and boot again, or end petrel.
+enum class RebootAction { kRestart, kExit };
+
+inline constexpr uint32_t kMaxShutdownTimeoutMs = 3'600'000;
+
 // kEmulated forces PVM's emulated mode on a PVM host; kAuto lets petrel pick.
 enum class PvmMode { kAuto, kEmulated };
 
@@ -58,6 +63,11 @@ struct VmConfig {
   std::vector<NetSpec> nets;    // at most kMaxNets
   std::optional<RngSpec> rng;
   VirtioTransport virtio_transport = VirtioTransport::kMmio;  // for devices that do not say
+  // Control plane (docs/api.md).
+  std::filesystem::path api_socket;  // the API's Unix socket; empty: no API
+  bool autostart = true;             // false: stay "created" until the API starts the guest
+  RebootAction on_reboot = RebootAction::kRestart;
+  uint32_t shutdown_timeout_ms = 30000;  // graceful shutdown's wait: 1..kMaxShutdownTimeoutMs
 
   bool operator==(const VmConfig&) const = default;
 };
@@ -93,5 +103,6 @@ std::string format_size(uint64_t bytes);
 std::string_view to_string(SerialMode mode);
 std::string_view to_string(LogFormat format);
 std::string_view to_string(PvmMode mode);
+std::string_view to_string(RebootAction action);  // "restart", "exit"
 
 }  // namespace petrel

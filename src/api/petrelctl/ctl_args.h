@@ -1,0 +1,72 @@
+// petrelctl's command line: the verbs, the options, and how they are parsed. Pure: no I/O, so
+// tests/unit/test_petrelctl_args.cc covers it without a server.
+//
+// Options given before the verb are global; after the verb, the verb's own options are tried
+// first, then the global ones (so `shutdown --timeout 5` is the guest's timeout, while
+// `--timeout 5 shutdown` is the request timeout).
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <vector>
+
+#include "vmm/base/result.h"
+
+namespace petrel::ctl {
+
+enum class Verb {
+  kHelp,
+  kInfo,
+  kState,
+  kConfig,
+  kPause,
+  kResume,
+  kShutdown,
+  kReboot,
+  kStop,
+  kStart,
+  kMetrics,
+  kEvents,
+  kList,
+};
+
+// "info", "state", ...; nullopt for an unknown word.
+std::optional<Verb> verb_from_string(std::string_view word);
+std::string_view to_string(Verb verb);
+
+inline constexpr std::string_view kDefaultDir = "/run/petrel";
+inline constexpr std::chrono::milliseconds kDefaultRequestTimeout{10000};
+
+struct CtlCommand {
+  Verb verb = Verb::kHelp;
+  // The help text was asked for (`-h`, `help [VERB]`, `VERB --help`): print help_text(verb)
+  // (verb kHelp: the general usage) and do nothing else.
+  bool show_help = false;
+  std::string socket;  // resolved socket path; empty when none was given
+  std::string dir;     // where `list` and bare socket names look
+  bool json = false;   // print the API's JSON instead of the readable form
+  std::chrono::milliseconds request_timeout = kDefaultRequestTimeout;
+
+  // shutdown: the guest's grace period (sent as timeout_ms; nullopt: petrel's default), and
+  // whether to wait until the guest is off or petrel has exited.
+  std::optional<std::chrono::milliseconds> shutdown_timeout;
+  bool wait = false;
+  bool prometheus = false;        // metrics
+  std::optional<uint64_t> after;  // events: replay retained history with seq > after
+  std::optional<uint64_t> count;  // events: exit after this many events (>= 1)
+};
+
+// `args` are argv[1..]; `env_dir` is $PETREL_DIR (empty when unset). Errors are usage errors
+// (kInvalidArgument) with a message meant for the user.
+Result<CtlCommand> parse_args(const std::vector<std::string>& args, std::string_view env_dir);
+
+// The socket path for `-s VALUE`: VALUE itself when it contains '/', else DIR/VALUE.sock.
+std::string resolve_socket(std::string_view value, std::string_view dir);
+
+// The general usage (kHelp) or one verb's help, ending in a newline.
+std::string help_text(Verb verb);
+
+}  // namespace petrel::ctl
