@@ -16,7 +16,6 @@
 
 #include "api/api_error.h"
 #include "vmm/base/unique_fd.h"
-
 #include "vmm/base/unix_listener.h"
 
 namespace petrel {
@@ -33,17 +32,24 @@ Error socket_error(const std::filesystem::path& path, std::string_view what, int
 }  // namespace
 
 ApiServer::ApiServer(boost::asio::io_context& io, std::filesystem::path path,
-                     std::shared_ptr<const Router> router, ApiLimits limits)
-    : acceptor_(io), path_(std::move(path)), router_(std::move(router)), limits_(limits) {}
+                     std::shared_ptr<const Router> router, ApiLimits limits,
+                     std::shared_ptr<ApiCounters> counters)
+    : acceptor_(io),
+      path_(std::move(path)),
+      router_(std::move(router)),
+      limits_(limits),
+      counters_(counters ? std::move(counters) : std::make_shared<ApiCounters>()) {}
 
 Result<std::unique_ptr<ApiServer>> ApiServer::create(boost::asio::io_context& io,
                                                      const std::filesystem::path& path,
                                                      std::shared_ptr<const Router> router,
-                                                     ApiLimits limits) {
+                                                     ApiLimits limits,
+                                                     std::shared_ptr<ApiCounters> counters) {
   if (!router) {
     return Error(ErrorCode::kInvalidArgument, "api socket: no router");
   }
-  auto server = std::make_unique<ApiServer>(io, path, std::move(router), limits);
+  auto server =
+      std::make_unique<ApiServer>(io, path, std::move(router), limits, std::move(counters));
   PETREL_TRY_ASSIGN(UniqueFd listener, listen_unix_socket(path, "api socket", kListenBacklog));
   struct stat st {};
   if (::lstat(path.c_str(), &st) != 0) {
@@ -101,7 +107,7 @@ void ApiServer::accept_next() {
           return;
         }
         std::erase_if(sessions_, [](const auto& weak) { return weak.expired(); });
-        auto session = std::make_shared<ApiSession>(std::move(peer), router_, limits_);
+        auto session = std::make_shared<ApiSession>(std::move(peer), router_, limits_, counters_);
         if (sessions_.size() >= limits_.max_sessions) {
           session->reject(error_response(
               503, "too_many_sessions",

@@ -8,11 +8,15 @@
 //   most limits.max_sessions at once, a connection beyond that is answered 503
 //   "too_many_sessions" and closed.
 // - Requests go to the Router, which is shared and must not change once the server exists.
+// - Connections, responses and event streams are counted in `counters` (a private instance
+//   when none is given), which the metrics routes may share.
 //
 // Thread affinity: create() and start() run on the owning thread before the loop runs, or on
 // the loop thread (the thread running `io`, which the caller provides and runs). After
 // start(), destruction happens on the loop thread, or on any thread once the loop no longer
-// runs. Destruction closes the listener and every live session.
+// runs. Destruction closes the listener and every live session; a streaming response gets its
+// terminating chunk if the socket takes it at once, and its producer is destroyed (so e.g. an
+// event subscription ends before the server's destructor returns).
 #pragma once
 
 #include <sys/types.h>
@@ -24,6 +28,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 
+#include "api/api_counters.h"
 #include "api/api_session.h"
 #include "api/router.h"
 #include "vmm/base/result.h"
@@ -37,7 +42,8 @@ class ApiServer {
   static Result<std::unique_ptr<ApiServer>> create(boost::asio::io_context& io,
                                                    const std::filesystem::path& path,
                                                    std::shared_ptr<const Router> router,
-                                                   ApiLimits limits = {});
+                                                   ApiLimits limits = {},
+                                                   std::shared_ptr<ApiCounters> counters = nullptr);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -49,7 +55,8 @@ class ApiServer {
 
   // Use create(); public only for std::make_unique.
   ApiServer(boost::asio::io_context& io, std::filesystem::path path,
-            std::shared_ptr<const Router> router, ApiLimits limits);
+            std::shared_ptr<const Router> router, ApiLimits limits,
+            std::shared_ptr<ApiCounters> counters);
 
  private:
   void accept_next();
@@ -58,6 +65,7 @@ class ApiServer {
   std::filesystem::path path_;
   std::shared_ptr<const Router> router_;
   ApiLimits limits_;
+  std::shared_ptr<ApiCounters> counters_;
   std::vector<std::weak_ptr<ApiSession>> sessions_;  // live ones are pruned on each accept
   // Set by a successful start(): pending accept handlers find it false after destruction.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -1,6 +1,9 @@
 #include "devices/i8042.h"
 
 #include <algorithm>
+#include <array>
+#include <initializer_list>
+#include <span>
 #include <utility>
 
 namespace petrel {
@@ -43,14 +46,71 @@ constexpr uint8_t kCmdWriteOutputPort = 0xd1;
 // 0xfe pulses bit 0 alone, the CPU reset.
 constexpr uint8_t kCmdPulseBase = 0xf0;
 
+constexpr uint8_t kCmdWriteAux = 0xd4;
 constexpr uint8_t kSelfTestPassed = 0x55;
 constexpr uint8_t kInterfaceTestPassed = 0x00;
 constexpr uint8_t kInterfaceClockStuckHigh = 0x02;
+
+// Keyboard commands (Linux drivers/input/keyboard/atkbd.c ATKBD_CMD_*) and replies.
+constexpr uint8_t kKbdSetLeds = 0xed;
+constexpr uint8_t kKbdEcho = 0xee;
+constexpr uint8_t kKbdScancodeSet = 0xf0;
+constexpr uint8_t kKbdGetId = 0xf2;
+constexpr uint8_t kKbdSetRate = 0xf3;
+constexpr uint8_t kKbdEnable = 0xf4;
+constexpr uint8_t kKbdDefaultDisable = 0xf5;
+constexpr uint8_t kKbdSetDefault = 0xf6;
+constexpr uint8_t kKbdReset = 0xff;
+constexpr uint8_t kKbdAck = 0xfa;
+constexpr uint8_t kKbdSelfTestPassed = 0xaa;
+constexpr uint8_t kKbdIdFirst = 0xab;  // MF2 keyboard: ab 83
+constexpr uint8_t kKbdIdSecond = 0x83;
+
+// Set 2 and set 3 break codes are the make code after this prefix.
+constexpr uint8_t kBreakPrefix = 0xf0;
+constexpr uint8_t kSet1Break = 0x80;  // set 1: break = make | 0x80
+
+// Ctrl-Alt-Del (Left Ctrl, Left Alt, Delete; Delete is an E0-prefixed key in sets 1 and 2):
+// make Ctrl, make Alt, make Delete, break Delete, break Alt, break Ctrl.
+constexpr std::array<uint8_t, 8> kCtrlAltDelSet1 = {
+    0x1d, 0x38, 0xe0, 0x53, 0xe0, 0x53 | kSet1Break, 0x38 | kSet1Break, 0x1d | kSet1Break};
+constexpr std::array<uint8_t, 11> kCtrlAltDelSet2 = {
+    0x14, 0x11, 0xe0, 0x71, 0xe0, kBreakPrefix, 0x71, kBreakPrefix, 0x11, kBreakPrefix, 0x14};
+constexpr std::array<uint8_t, 9> kCtrlAltDelSet3 = {
+    0x11, 0x19, 0x64, kBreakPrefix, 0x64, kBreakPrefix, 0x19, kBreakPrefix, 0x11};
+
+// The 8042's set 2 -> set 1 translation (XLATE) of bytes below 0x80: the inverse of Linux's
+// atkbd_unxlate_table. 0x83 becomes 0x41 and every other byte from 0x80 up is unchanged.
+constexpr std::array<uint8_t, 128> kTranslate = {
+    0xff, 0x43, 0x41, 0x3f, 0x3d, 0x3b, 0x3c, 0x58, 0x64, 0x44, 0x42, 0x40, 0x3e, 0x0f, 0x29, 0x59,
+    0x65, 0x38, 0x2a, 0x70, 0x1d, 0x10, 0x02, 0x5a, 0x66, 0x71, 0x2c, 0x1f, 0x1e, 0x11, 0x03, 0x5b,
+    0x67, 0x2e, 0x2d, 0x20, 0x12, 0x05, 0x04, 0x5c, 0x68, 0x39, 0x2f, 0x21, 0x14, 0x13, 0x06, 0x5d,
+    0x69, 0x31, 0x30, 0x23, 0x22, 0x15, 0x07, 0x5e, 0x6a, 0x72, 0x32, 0x24, 0x16, 0x08, 0x09, 0x5f,
+    0x6b, 0x33, 0x25, 0x17, 0x18, 0x0b, 0x0a, 0x60, 0x6c, 0x34, 0x35, 0x26, 0x27, 0x19, 0x0c, 0x61,
+    0x6d, 0x73, 0x28, 0x74, 0x1a, 0x0d, 0x62, 0x6e, 0x3a, 0x36, 0x1c, 0x1b, 0x75, 0x2b, 0x63, 0x76,
+    0x55, 0x56, 0x77, 0x78, 0x79, 0x7a, 0x0e, 0x7b, 0x7c, 0x4f, 0x7d, 0x4b, 0x47, 0x7e, 0x7f, 0x6f,
+    0x52, 0x53, 0x50, 0x4c, 0x4d, 0x48, 0x01, 0x45, 0x57, 0x4e, 0x51, 0x4a, 0x37, 0x49, 0x46, 0x54,
+};
+
+uint8_t translate(uint8_t code) {
+  if (code < kTranslate.size()) {
+    return kTranslate[code];
+  }
+  return code == kKbdIdSecond ? 0x41 : code;
+}
 
 }  // namespace
 
 I8042::I8042(std::function<void()> reset)
     : reset_(std::move(reset)),
+      keyboard_attached_(false),
+      command_byte_(kCtrInitial),
+      output_port_(kOutputPortNotReset | kOutputPortA20) {}
+
+I8042::I8042(std::function<void()> reset, std::shared_ptr<InterruptLine> irq)
+    : reset_(std::move(reset)),
+      keyboard_attached_(true),
+      irq_(std::move(irq)),
       command_byte_(kCtrInitial),
       output_port_(kOutputPortNotReset | kOutputPortA20) {}
 
@@ -63,8 +123,12 @@ void I8042::read(uint64_t offset, std::span<std::byte> data) {
   switch (offset) {
     case kDataPort:
       // An empty output buffer reads back the last byte, as on the real part.
-      output_full_ = false;
-      data[0] = std::byte{output_};
+      if (!output_.empty()) {
+        last_output_ = output_.front();
+        output_.pop_front();
+        update_locked(/*new_byte_edge=*/true);
+      }
+      data[0] = std::byte{last_output_};
       break;
     case kCommandPort:
       data[0] = std::byte{status_locked()};
@@ -88,6 +152,7 @@ void I8042::write(uint64_t offset, std::span<const std::byte> data) {
     } else if (offset == kCommandPort) {
       reset = write_command_locked(value);
     }
+    update_locked();
   }
   if (reset && reset_) {
     reset_();
@@ -133,6 +198,9 @@ bool I8042::write_command_locked(uint8_t command) {
     case kCmdWriteOutputPort:
       data_target_ = DataTarget::kOutputPort;
       return false;
+    case kCmdWriteAux:
+      data_target_ = DataTarget::kAux;
+      return false;
     default:
       return (command & kCmdPulseBase) == kCmdPulseBase && (command & kOutputPortNotReset) == 0;
   }
@@ -149,19 +217,140 @@ bool I8042::write_data_locked(uint8_t value) {
       output_port_ = value;
       return (value & kOutputPortNotReset) == 0;
     case DataTarget::kKeyboard:
+      keyboard_command_locked(value);
+      return false;
+    case DataTarget::kAux:
       return false;
   }
   return false;
 }
 
+void I8042::keyboard_command_locked(uint8_t value) {
+  if (!keyboard_attached_) {
+    return;
+  }
+  switch (std::exchange(keyboard_pending_command_, 0)) {
+    case kKbdSetLeds:
+    case kKbdSetRate:
+      push_keyboard_locked({kKbdAck});
+      return;
+    case kKbdScancodeSet:
+      push_keyboard_locked({kKbdAck});
+      if (value == 0) {
+        push_keyboard_locked({scancode_set_});
+      } else if (value <= 3) {
+        scancode_set_ = value;
+      }
+      return;
+    default:
+      break;
+  }
+  switch (value) {
+    case kKbdSetLeds:
+    case kKbdScancodeSet:
+    case kKbdSetRate:
+      keyboard_pending_command_ = value;
+      push_keyboard_locked({kKbdAck});
+      return;
+    case kKbdEcho:
+      push_keyboard_locked({kKbdEcho});
+      return;
+    case kKbdGetId:
+      push_keyboard_locked({kKbdAck, kKbdIdFirst, kKbdIdSecond});
+      return;
+    case kKbdEnable:
+      scanning_ = true;
+      push_keyboard_locked({kKbdAck});
+      return;
+    case kKbdDefaultDisable:
+      keyboard_reset_locked();
+      scanning_ = false;
+      push_keyboard_locked({kKbdAck});
+      return;
+    case kKbdSetDefault:
+      keyboard_reset_locked();
+      push_keyboard_locked({kKbdAck});
+      return;
+    case kKbdReset:
+      keyboard_reset_locked();
+      keyboard_queue_.clear();
+      push_keyboard_locked({kKbdAck, kKbdSelfTestPassed});
+      return;
+    default:
+      push_keyboard_locked({kKbdAck});
+      return;
+  }
+}
+
+void I8042::keyboard_reset_locked() {
+  scancode_set_ = 2;
+  scanning_ = true;
+}
+
+void I8042::push_keyboard_locked(std::initializer_list<uint8_t> bytes) {
+  // Replies are short and the guest controls their rate: past the capacity they are lost,
+  // as a real keyboard's would be.
+  for (uint8_t b : bytes) {
+    if (keyboard_queue_.size() < kKeyboardQueueCapacity) {
+      keyboard_queue_.push_back(b);
+    }
+  }
+}
+
+bool I8042::inject_ctrl_alt_del() {
+  std::lock_guard lock(mutex_);
+  if (!keyboard_attached_ || !scanning_) {
+    return false;
+  }
+  std::span<const uint8_t> codes = kCtrlAltDelSet3;
+  if (scancode_set_ == 1) {
+    codes = kCtrlAltDelSet1;
+  } else if (scancode_set_ == 2) {
+    codes = kCtrlAltDelSet2;
+  }
+  if (kKeyboardQueueCapacity - keyboard_queue_.size() < codes.size()) {
+    return false;
+  }
+  keyboard_queue_.insert(keyboard_queue_.end(), codes.begin(), codes.end());
+  update_locked();
+  return true;
+}
+
 void I8042::push_output_locked(uint8_t value) {
-  output_ = value;
-  output_full_ = true;
+  output_.push_back(value);
+}
+
+void I8042::update_locked(bool new_byte_edge) {
+  const bool xlate = (command_byte_ & kCtrTranslate) != 0;
+  while (output_.empty() && !keyboard_queue_.empty() && (command_byte_ & kCtrKbdDisable) == 0) {
+    uint8_t b = keyboard_queue_.front();
+    keyboard_queue_.pop_front();
+    if (!xlate) {
+      output_.push_back(b);
+    } else if (b == kBreakPrefix) {
+      translate_break_ = true;
+    } else {
+      output_.push_back(
+          static_cast<uint8_t>(translate(b) | (std::exchange(translate_break_, false) ? 0x80 : 0)));
+    }
+  }
+  if (irq_ == nullptr) {
+    return;
+  }
+  const bool want = !output_.empty() && (command_byte_ & kCtrKbdInt) != 0;
+  if (irq_asserted_ && (!want || new_byte_edge)) {
+    irq_->set_level(false);
+    irq_asserted_ = false;
+  }
+  if (want && !irq_asserted_) {
+    irq_->set_level(true);
+    irq_asserted_ = true;
+  }
 }
 
 uint8_t I8042::status_locked() const {
   uint8_t status = kStatusKeyboardUnlocked;
-  if (output_full_) {
+  if (!output_.empty()) {
     status |= kStatusOutputFull;
   }
   if ((command_byte_ & kCtrSystemFlag) != 0) {

@@ -45,7 +45,10 @@ Result<std::shared_ptr<NetDevice>> NetDevice::create(const NetConfig& config,
   const MacAddress mac = config.mac.value_or(MacAddress::generate(config.vm_name, config.index));
   spdlog::info("virtio-net {}: TAP {}{}, MAC {}", config.index, tap->name(),
                tap->created() ? " (created)" : "", mac.to_string());
-  return create(std::move(tap), mac, config.mtu, io);
+  std::string tap_name = tap->name();
+  PETREL_TRY_ASSIGN(auto device, create(std::move(tap), mac, config.mtu, io));
+  device->tap_name_ = std::move(tap_name);
+  return device;
 }
 
 Result<std::shared_ptr<NetDevice>> NetDevice::create(std::unique_ptr<NetBackend> backend,

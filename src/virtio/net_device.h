@@ -24,6 +24,7 @@
 #include <atomic>
 #include <memory>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include <boost/asio/io_context.hpp>
@@ -44,7 +45,7 @@ struct NetStats {
   uint64_t tx_errors = 0;  // chains dropped: malformed, or refused by the backend
   uint64_t rx_frames = 0;
   uint64_t rx_bytes = 0;
-  uint64_t rx_errors = 0;   // receive chains too small for a header, backend read errors
+  uint64_t rx_errors = 0;  // receive chains too small for a header, backend read errors
   // Frames read from the backend and not delivered: too short or long, did not fit the
   // guest's buffers, or still held when the driver reset the device.
   uint64_t rx_dropped = 0;
@@ -76,6 +77,9 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   void reset() override;
 
   const MacAddress& mac() const { return mac_; }
+  // The TAP interface's name (kernel-chosen when the config left it empty); empty for a
+  // device over another backend. Constant after create().
+  const std::string& tap_name() const { return tap_name_; }
   NetStats stats() const;
 
  private:
@@ -103,6 +107,7 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   std::optional<uint16_t> mtu_;
   boost::asio::io_context& io_;
   uint64_t features_offered_ = 0;
+  std::string tap_name_;
   boost::asio::io_context* loop_ = &io_;  // ActivateContext::io when given
 
   // Event-loop thread only.

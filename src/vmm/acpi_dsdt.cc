@@ -17,7 +17,10 @@ namespace {
 using aml::Bytes;
 
 constexpr uint16_t kCom1Irq = 4;   // as Vm::setup_devices wires it
-constexpr uint16_t kI8042Irq = 1;  // the PC convention; petrel's i8042 raises none yet
+constexpr uint16_t kI8042Irq = 1;  // the PC convention; the keyboard's (devices/i8042.h)
+
+// QEMU's pvpanic ISA device (devices/pvpanic.h) at QEMU's default port.
+constexpr uint16_t kPvPanicPort = 0x505;
 
 // PCI configuration mechanism #1 (PCI Local Bus 3.0 §3.2.2.3.2): CONFIG_ADDRESS at 0xcf8,
 // CONFIG_DATA at 0xcfc.
@@ -50,6 +53,19 @@ Result<Bytes> legacy_devices() {
                                                       aml::name("_CRS", kbd_crs),
                                                   })));
   return aml::concat(std::array{com1, kbd});
+}
+
+// The pvpanic device: Linux's pvpanic-mmio driver matches _HID QEMU0001 and takes its first
+// I/O or memory resource.
+Result<Bytes> pvpanic_device() {
+  PETREL_TRY_ASSIGN(Bytes hid, aml::string("QEMU0001"));
+  PETREL_TRY_ASSIGN(Bytes crs, aml::resource_template(std::array{
+                                   aml::io_port(kPvPanicPort, kPvPanicPort, 0x01, 1),
+                               }));
+  return aml::device("PEVT", aml::concat(std::array{
+                                 aml::name("_HID", hid),
+                                 aml::name("_CRS", crs),
+                             }));
 }
 
 // virtio-MMIO device `index` (virtio 1.2 §4.2.2 register block, one edge-triggered interrupt).
@@ -127,6 +143,10 @@ Result<std::vector<uint8_t>> build_dsdt_aml(const AcpiConfig& cfg) {
                              layout::kVirtioMmioMaxSlots));
   }
   PETREL_TRY_ASSIGN(Bytes body, legacy_devices());
+  if (cfg.pvpanic) {
+    PETREL_TRY_ASSIGN(Bytes pevt, pvpanic_device());
+    body.insert(body.end(), pevt.begin(), pevt.end());
+  }
   for (size_t i = 0; i < cfg.virtio_mmio.size(); ++i) {
     PETREL_TRY_ASSIGN(Bytes dev, virtio_mmio_device(i, cfg.virtio_mmio[i]));
     body.insert(body.end(), dev.begin(), dev.end());

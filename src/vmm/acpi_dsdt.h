@@ -1,7 +1,8 @@
 // The AML body of petrel's DSDT (ACPI 6.4 §5.2.11.1): the devices the guest cannot enumerate,
 // in the ACPI namespace under \_SB, with the resources they decode. acpi_tables.cc puts the
-// table header in front. The legacy devices Vm::setup_devices puts on the port I/O bus (COM1
-// and the i8042), the virtio-MMIO devices and, with PCI, the host bridge of bus 0.
+// table header in front. The legacy devices Vm::setup_devices puts on the port I/O bus (COM1,
+// the i8042 and, when asked, pvpanic), the virtio-MMIO devices and, with PCI, the host bridge of
+// bus 0.
 #pragma once
 
 #include <cstdint>
@@ -12,8 +13,8 @@
 
 namespace petrel {
 
-// In ASL (each part in this order; VRnn for each of cfg.virtio_mmio, PCI0 and MRES only with
-// cfg.pci):
+// In ASL (each part in this order; PEVT only with cfg.pvpanic, VRnn for each of
+// cfg.virtio_mmio, PCI0 and MRES only with cfg.pci):
 //   Scope (\_SB) {
 //     Device (COM1) {
 //       Name (_HID, EisaId ("PNP0501"))   // 16550A-compatible UART
@@ -29,6 +30,12 @@ namespace petrel {
 //         IO (Decode16, 0x0060, 0x0060, 0x01, 0x01)
 //         IO (Decode16, 0x0064, 0x0064, 0x01, 0x01)
 //         IRQNoFlags () {1}
+//       })
+//     }
+//     Device (PEVT) {                      // pvpanic (devices/pvpanic.h)
+//       Name (_HID, "QEMU0001")            // Linux's pvpanic-mmio ACPI match
+//       Name (_CRS, ResourceTemplate () {
+//         IO (Decode16, 0x0505, 0x0505, 0x01, 0x01)
 //       })
 //     }
 //     Device (VR00) {                      // virtio-MMIO device n: VRnn, n in hex

@@ -2,7 +2,7 @@
 // MCFG when the VM has PCI}, FADT -> DSDT. A hardware-reduced ACPI platform (§4.1: no PM1
 // blocks, PM timer, GPEs, SCI or FACS); the MADT describes the vCPUs' local APICs and KVM's
 // in-kernel IOAPIC (firmware_common.h), the DSDT the devices the guest cannot enumerate
-// (acpi_dsdt.h: COM1, the i8042, virtio-MMIO devices, the PCI host bridge), the MCFG the
+// (acpi_dsdt.h: COM1, the i8042, pvpanic, virtio-MMIO devices, the PCI host bridge), the MCFG the
 // PCI Express enhanced configuration space (ECAM) of bus 0 (PCI Firmware 3.0 §4.1.2).
 //
 // Everything lies in [layout::kAcpiTablesStart, +kAcpiTablesSize), the RSDP at layout::kRsdp
@@ -39,6 +39,9 @@ struct AcpiConfig {
   // 32-bit BARs in layout::kPciMmioWindow): DSDT device PCI0, the ECAM reserved as a
   // motherboard resource, and the MCFG table.
   bool pci = false;
+  // A pvpanic device (devices/pvpanic.h) at I/O port 0x505: DSDT device PEVT, _HID
+  // "QEMU0001", which Linux's pvpanic-mmio driver binds to.
+  bool pvpanic = false;
 };
 
 // Writes the tables and returns the RSDP's address (layout::kRsdp). Fails for a vCPU count

@@ -119,6 +119,30 @@ Result<void> apply_virtio_transport(std::string_view value, VmConfig& config) {
   return ok();
 }
 
+Result<void> apply_api_socket(std::string_view value, VmConfig& config) {
+  std::filesystem::path path(value);
+  PETREL_TRY(check_listen_socket(path));
+  config.api_socket = std::move(path);
+  return ok();
+}
+
+Result<void> apply_no_autostart(std::string_view /*value*/, VmConfig& config) {
+  config.autostart = false;
+  return ok();
+}
+
+Result<void> apply_on_reboot(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.on_reboot, parse_reboot_action(value));
+  return ok();
+}
+
+Result<void> apply_shutdown_timeout(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(uint64_t ms, parse_duration_ms(value));
+  PETREL_TRY(check_shutdown_timeout_ms(ms));
+  config.shutdown_timeout_ms = static_cast<uint32_t>(ms);
+  return ok();
+}
+
 void reset_disks(VmConfig& config) {
   config.disks.clear();
 }
@@ -129,7 +153,7 @@ void reset_nets(VmConfig& config) {
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 16> kRunFlags{{
+constexpr std::array<FlagSpec, 20> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
     {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
@@ -163,6 +187,20 @@ constexpr std::array<FlagSpec, 16> kRunFlags{{
      "Transport of virtio devices that do not say: mmio or pci "
      "(default mmio)",
      "--virtio-transport pci", apply_virtio_transport},
+    {"--api-socket", "PATH",
+     "Serve the control API (docs/api.md) on a Unix socket at PATH, mode 0600 (default: no API)",
+     "--api-socket /run/petrel/web-1.sock", apply_api_socket},
+    {"--no-autostart", "",
+     "Do not boot the guest: stay \"created\" until the API's PUT /v1/vm/start",
+     "--no-autostart --api-socket /tmp/vm.sock", apply_no_autostart},
+    {"--on-reboot", "ACTION",
+     "What a guest or API reboot does: restart (rebuild and boot again) or exit (default "
+     "restart)",
+     "--on-reboot exit", apply_on_reboot},
+    {"--shutdown-timeout", "DURATION",
+     "How long a graceful shutdown waits before stopping hard: 1ms to 1h, e.g. 1500ms, 30s, 2m "
+     "(plain digits are seconds; default 30s)",
+     "--shutdown-timeout 10s", apply_shutdown_timeout},
     {kConfigFlag, "FILE", "Read settings from a JSON config file; flags override it",
      "--config configs/example-full.json", nullptr},
     {kHelpFlag, "", "Show this help and exit", "petrel run --help", nullptr},
@@ -221,16 +259,20 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
     if (spec == nullptr) {
       return unknown_flag(name);
     }
-    if (spec->metavar.empty()) {
-      if (inline_value) {
-        return usage_error(std::string(name) + ": takes no value");
-      }
-      return CliCommand{CliCommandKind::kHelp, {}};  // --help is the only flag without a value
+    if (spec->metavar.empty() && inline_value) {
+      return usage_error(std::string(name) + ": takes no value");
+    }
+    if (spec->name == kHelpFlag) {
+      return CliCommand{CliCommandKind::kHelp, {}};
     }
     if (spec->reset == nullptr &&
         std::any_of(given.begin(), given.end(),
                     [spec](const GivenFlag& g) { return g.spec == spec; })) {
       return usage_error(std::string(name) + ": given more than once");
+    }
+    if (spec->metavar.empty()) {  // a switch (--no-autostart): applied with ""
+      given.push_back({spec, {}});
+      continue;
     }
     std::string_view value;
     if (inline_value) {
@@ -351,6 +393,8 @@ std::string usage_text() {
       "gets the guest console, both ways; a second client is disconnected at once; petrel's\n"
       "stdin is not read. Output before the first client waits for it (up to 64K); later,\n"
       "output while no client is connected is discarded. PATH is removed when petrel exits.\n"
+      "--api-socket PATH serves the HTTP/JSON control API (docs/api.md) on a Unix socket\n"
+      "(mode 0600); a stale socket file at PATH is replaced, a live one is refused.\n"
       "\n"
       "Exit status of petrel run:\n"
       "  0      the guest powered off or reset\n"
@@ -362,6 +406,7 @@ std::string usage_text() {
       "Examples:\n"
       "  petrel run --kernel ./vmlinux --cmdline \"console=ttyS0\" --memory 512M --vcpus 2\n"
       "  petrel run --config configs/example-full.json --vcpus=4 --log-level debug\n"
+      "  petrel run --kernel ./vmlinux --api-socket /tmp/vm.sock --no-autostart\n"
       "\n"
       "The config file format and all settings: docs/config.md\n";
   return out;

@@ -39,6 +39,14 @@ constexpr std::array<NamedValue<RebootAction>, 2> kRebootActions{{
     {"restart", RebootAction::kRestart},
     {"exit", RebootAction::kExit},
 }};
+// Duration units and their length in milliseconds; no unit means seconds.
+constexpr std::array<NamedValue<uint64_t>, 5> kDurationUnits{{
+    {"ms", 1},
+    {"s", 1000},
+    {"m", 60'000},
+    {"h", 3'600'000},
+    {"", 1000},
+}};
 constexpr std::array<std::string_view, 6> kLogLevels{"trace", "debug", "info",
                                                      "warn",  "error", "off"};
 
@@ -270,7 +278,7 @@ Result<void> check_socket_path_syntax(const std::filesystem::path& path) {
   return ok();
 }
 
-Result<void> check_serial_socket(const std::filesystem::path& path) {
+Result<void> check_listen_socket(const std::filesystem::path& path) {
   PETREL_TRY(check_socket_path_syntax(path));
   struct stat st {};
   if (::lstat(path.c_str(), &st) == 0) {
@@ -283,6 +291,24 @@ Result<void> check_serial_socket(const std::filesystem::path& path) {
     return path_error(path, errno);
   }
   return check_parent_directory(path);
+}
+
+Result<void> check_serial_socket(const std::filesystem::path& path) {
+  return check_listen_socket(path);
+}
+
+std::string shutdown_timeout_expectation() {
+  return "expected an integer number of milliseconds from 1 to " +
+         std::to_string(kMaxShutdownTimeoutMs);
+}
+
+Result<void> check_shutdown_timeout_ms(uint64_t ms) {
+  if (ms < 1 || ms > kMaxShutdownTimeoutMs) {
+    return Error(ErrorCode::kInvalidArgument, std::to_string(ms) + "ms is outside 1ms to " +
+                                                  std::to_string(kMaxShutdownTimeoutMs) +
+                                                  "ms (1h)");
+  }
+  return ok();
 }
 
 std::string vcpus_expectation() {
@@ -317,6 +343,34 @@ Result<PvmMode> parse_pvm_mode(std::string_view text) {
 
 Result<RebootAction> parse_reboot_action(std::string_view text) {
   return parse_named(text, kRebootActions);
+}
+
+Result<uint64_t> parse_duration_ms(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    ++digits;
+  }
+  std::string_view unit_name = text.substr(digits);
+  auto unit = std::find_if(kDurationUnits.begin(), kDurationUnits.end(),
+                           [unit_name](const auto& u) { return u.name == unit_name; });
+  if (digits == 0 || unit == kDurationUnits.end()) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "invalid duration " + json_quoted(text) +
+                     ": expected digits with a unit ms, s, m or h (plain digits are seconds), "
+                     "e.g. 30s or 1500ms");
+  }
+  uint64_t value = 0;
+  bool overflow = false;
+  for (char ch : text.substr(0, digits)) {
+    overflow = overflow || __builtin_mul_overflow(value, 10, &value) ||
+               __builtin_add_overflow(value, static_cast<uint64_t>(ch - '0'), &value);
+  }
+  overflow = overflow || __builtin_mul_overflow(value, unit->value, &value);
+  if (overflow) {
+    return Error(ErrorCode::kInvalidArgument,
+                 "invalid duration " + json_quoted(text) + ": too large");
+  }
+  return value;
 }
 
 Result<SerialConfig> parse_serial_spec(std::string_view text) {
@@ -391,6 +445,10 @@ std::string_view closest_match(std::string_view word,
   std::string_view best;
   size_t best_distance = 3;  // more than two edits is not a typo
   for (std::string_view candidate : candidates) {
+    // A unit suffix left out ("shutdown_timeout" for "shutdown_timeout_ms") is a typo too.
+    if (word.size() >= 4 && candidate.starts_with(word) && best.empty()) {
+      best = candidate;
+    }
     size_t d = edit_distance(word, candidate);
     if (d < best_distance) {
       best = candidate;

@@ -29,10 +29,17 @@ Result<void> check_log_level(std::string_view level);
 Result<void> check_serial_file(const std::filesystem::path& path);
 // Syntax of a serial socket path: not empty, no NUL, at most kMaxSocketPathLength bytes.
 Result<void> check_socket_path_syntax(const std::filesystem::path& path);
-// A path the serial socket can listen at: check_socket_path_syntax, its directory exists, and
-// nothing but a (stale) socket is there. A socket already at the path is accepted here; petrel
-// removes it at start unless a process is listening on it.
+// A path a listening Unix socket (the serial console's, the API's) can be created at:
+// check_socket_path_syntax, its directory exists, and nothing but a (stale) socket is there. A
+// socket already at the path is accepted here; petrel removes it at start unless a process is
+// listening on it (vmm/base/unix_listener.h).
+Result<void> check_listen_socket(const std::filesystem::path& path);
+// check_listen_socket for serial.path.
 Result<void> check_serial_socket(const std::filesystem::path& path);
+// shutdown_timeout_ms: 1..kMaxShutdownTimeoutMs; `ms` as parsed, which may be out of range.
+Result<void> check_shutdown_timeout_ms(uint64_t ms);
+// "expected an integer number of milliseconds from 1 to 3600000"
+std::string shutdown_timeout_expectation();
 
 // "expected an integer from 1 to 254"
 std::string vcpus_expectation();
@@ -41,6 +48,10 @@ Result<SerialMode> parse_serial_mode(std::string_view text);
 Result<LogFormat> parse_log_format(std::string_view text);
 Result<PvmMode> parse_pvm_mode(std::string_view text);
 Result<RebootAction> parse_reboot_action(std::string_view text);
+// A duration in milliseconds: decimal digits with a unit "ms", "s", "m" or "h" (lower case), or
+// plain digits meaning seconds: "1500ms", "30s", "2m", "1h", "30". Signs, spaces, fractions and
+// values above UINT64_MAX ms are refused with kInvalidArgument; the range is the caller's check.
+Result<uint64_t> parse_duration_ms(std::string_view text);
 // The shorthand "stdio", "none", "file:PATH" or "socket:PATH" (the --serial flag and the JSON
 // string form). Syntax only (check_socket_path_syntax for a socket): a path is not checked
 // against the file system (check_serial_file, check_serial_socket).

@@ -232,12 +232,47 @@ Result<void> set_virtio_transport(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_api_socket(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(std::filesystem::path path, get_path(value, "api_socket"));
+  PETREL_TRY(in_field("api_socket", check_socket_path_syntax(path)));
+  config.api_socket = std::move(path);
+  return ok();
+}
+
+Result<void> set_autostart(const json& value, VmConfig& config) {
+  if (!value.is_boolean()) {
+    return field_error("autostart", "expected true or false, got " + describe(value));
+  }
+  config.autostart = value.get<bool>();
+  return ok();
+}
+
+Result<void> set_on_reboot(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(std::string name, get_string(value, "on_reboot"));
+  auto action = parse_reboot_action(name);
+  if (!action.ok()) {
+    return field_error("on_reboot", action.error());
+  }
+  config.on_reboot = *action;
+  return ok();
+}
+
+Result<void> set_shutdown_timeout_ms(const json& value, VmConfig& config) {
+  // Only a JSON integer: 1.5, "30s", negatives and anything out of range are refused.
+  if (!value.is_number_unsigned() || !check_shutdown_timeout_ms(value.get<uint64_t>()).ok()) {
+    return field_error("shutdown_timeout_ms",
+                       shutdown_timeout_expectation() + ", got " + describe(value));
+  }
+  config.shutdown_timeout_ms = value.get<uint32_t>();
+  return ok();
+}
+
 struct TopLevelField {
   std::string_view key;
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 13> kTopLevelFields{{
+constexpr std::array<TopLevelField, 17> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
     {"initrd", set_initrd},
@@ -251,6 +286,10 @@ constexpr std::array<TopLevelField, 13> kTopLevelFields{{
     {"nets", set_nets},
     {"rng", set_rng},
     {"virtio_transport", set_virtio_transport},
+    {"api_socket", set_api_socket},
+    {"autostart", set_autostart},
+    {"on_reboot", set_on_reboot},
+    {"shutdown_timeout_ms", set_shutdown_timeout_ms},
 }};
 
 constexpr std::array<std::string_view, kTopLevelFields.size()> top_level_keys() {
@@ -412,6 +451,9 @@ Result<VmConfig> load_config_file(const std::filesystem::path& path) {
   }
   if (serial_mode_has_path(config.serial.mode) && config.serial.path.is_relative()) {
     config.serial.path = dir / config.serial.path;
+  }
+  if (!config.api_socket.empty() && config.api_socket.is_relative()) {
+    config.api_socket = dir / config.api_socket;
   }
   return config;
 }

@@ -11,8 +11,8 @@ void DeviceErrorReporter::report(std::string message) {
   ++reported_;
   if (reported_ == kMaxReports + 1) {
     message = "further errors suppressed";
+    spdlog::warn("{}: more than {} errors, further errors suppressed", device_, kMaxReports);
   }
-  spdlog::warn("{}: {}", device_, message);
   if (sink_ != nullptr && *sink_) {
     (*sink_)(device_, std::move(message));
   }

@@ -34,6 +34,7 @@ int exit_status_for(const StopReason& reason) {
   switch (reason.kind) {
     case StopKind::kPowerOff:
     case StopKind::kReset:
+    case StopKind::kStopped:
       return 0;
     case StopKind::kGuestExit:
       return reason.status;
@@ -42,6 +43,7 @@ int exit_status_for(const StopReason& reason) {
     case StopKind::kTripleFault:
     case StopKind::kGuestError:
     case StopKind::kHostError:
+    case StopKind::kPanic:
       return 1;
   }
   return 1;

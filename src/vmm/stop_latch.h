@@ -19,6 +19,8 @@ enum class StopKind {
   kGuestError,   // the guest did something petrel cannot continue from
   kSignal,       // the operator sent SIGINT/SIGTERM; `status` is the signal number
   kHostError,    // a KVM or host failure
+  kStopped,      // the operator stopped the VM hard (API stop, or a shutdown that timed out)
+  kPanic,        // the guest announced a panic (pvpanic)
 };
 
 struct StopReason {

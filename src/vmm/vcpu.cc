@@ -40,7 +40,10 @@ void Vcpu::install_kick_handler() {
 }
 
 void Vcpu::start() {
-  thread_ = std::jthread([this] { run_loop(); });
+  thread_ = std::jthread([this] {
+    run_loop();
+    ctx_.gate->leave();
+  });
   started_ = true;
 }
 
@@ -127,11 +130,13 @@ void Vcpu::run_loop() {
     }
     if (!*ran) {
       exits_by_reason_[kIntr].fetch_add(1, std::memory_order_relaxed);
-      // Kicked: a stop (the loop condition looks at the latch) or a state dump.
+      // Kicked: a stop (the loop condition looks at the latch), a pause or a state dump.
+      // A stop sets the latch before it kicks, so clearing immediate_exit here loses none.
+      vcpu_.set_immediate_exit(false);
       if (dump_requested_.exchange(false)) {
-        vcpu_.set_immediate_exit(false);
         log_state();
       }
+      ctx_.gate->park();
       continue;
     }
     exits_.fetch_add(1, std::memory_order_relaxed);

@@ -23,6 +23,7 @@
 #include "vmm/pvm_host.h"
 #include "vmm/stop_latch.h"
 #include "vmm/thread_cpu_clock.h"
+#include "vmm/vcpu_gate.h"
 #include "vmm/vm_control.h"
 
 namespace petrel {
@@ -34,6 +35,7 @@ struct VcpuContext {
   const GuestMemory* memory;
   const PvmHost* pvm;
   StopLatch* stop;
+  VcpuGate* gate;  // parks the thread while the VM is paused
 };
 
 class Vcpu {
@@ -61,8 +63,8 @@ class Vcpu {
   // The exit reasons VcpuMetrics::exits names, in this order. "intr" also counts KVM_RUN
   // returning early for a signal or immediate_exit (a kick).
   static constexpr std::array<std::string_view, 9> kExitReasons{
-      "io",       "mmio", "hlt", "intr", "system_event", "shutdown", "internal_error",
-      "fail_entry", "other"};
+      "io",       "mmio",           "hlt",        "intr", "system_event",
+      "shutdown", "internal_error", "fail_entry", "other"};
   // The index in kExitReasons of `exit`'s reason.
   static size_t exit_reason_index(const VcpuExit& exit);
 

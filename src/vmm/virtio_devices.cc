@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "virtio/block_device.h"
+#include "virtio/error_reporting_device.h"
 #include "virtio/net_device.h"
 #include "virtio/virtio_spec.h"
 #include "vmm/layout.h"
@@ -57,8 +58,14 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& con
     std::string description = fmt::format("disk {} ({}{}, {} sectors, {} engine)", i,
                                           disk.path.string(), disk.read_only ? ", read-only" : "",
                                           (*device)->capacity_sectors(), (*device)->engine_name());
-    PETREL_TRY(devices->add(*device, disk.transport.value_or(config.virtio_transport),
+    const std::string id = fmt::format("disk{}", i);
+    PETREL_TRY(devices->add(*device, id, disk.transport.value_or(config.virtio_transport),
                             std::move(description), pio, mmio));
+    // add() made the reporter for `id` last.
+    (*device)->set_error_handler([reporter = devices->reporters_.back().get()](std::string m) {
+      reporter->report(std::move(m));
+    });
+    devices->disks_.push_back(Disk{disk.path.string(), *device});
   }
   for (size_t i = 0; i < config.nets.size(); ++i) {
     const NetSpec& spec = config.nets[i];
@@ -76,21 +83,27 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& con
     if (!device) {
       return std::move(device).error().context(fmt::format("nets[{}]", i));
     }
-    PETREL_TRY(devices->add(*device, spec.transport.value_or(config.virtio_transport),
-                            fmt::format("NIC {} (MAC {})", i, (*device)->mac().to_string()), pio,
-                            mmio));
+    PETREL_TRY(devices->add(
+        *device, fmt::format("net{}", i), spec.transport.value_or(config.virtio_transport),
+        fmt::format("NIC {} (MAC {})", i, (*device)->mac().to_string()), pio, mmio));
+    devices->nics_.push_back(Nic{(*device)->tap_name(), *device});
   }
   if (config.rng) {
     PETREL_TRY_ASSIGN(devices->rng_, virtio::RngDevice::create());
-    PETREL_TRY(devices->add(devices->rng_, config.rng->transport.value_or(config.virtio_transport),
+    PETREL_TRY(devices->add(devices->rng_, "rng0",
+                            config.rng->transport.value_or(config.virtio_transport),
                             "entropy source (getrandom)", pio, mmio));
   }
   return devices;
 }
 
-Result<void> VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device,
+Result<void> VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, const std::string& id,
                                 VirtioTransport transport, std::string description, Bus& pio,
                                 Bus& mmio) {
+  reporters_.push_back(std::make_unique<DeviceErrorReporter>(id, &error_sink_));
+  device = std::make_shared<virtio::ErrorReportingDevice>(
+      std::move(device),
+      [reporter = reporters_.back().get()](std::string m) { reporter->report(std::move(m)); });
   if (transport == VirtioTransport::kPci) {
     return add_pci(std::move(device), description, pio, mmio);
   }
@@ -143,6 +156,50 @@ Result<void> VirtioDevices::add_pci(std::shared_ptr<virtio::VirtioDevice> device
   pci_transports_.push_back(std::move(transport));
   spdlog::info("virtio-pci 00:{:02x}.0: {}", slot, description);
   return {};
+}
+
+void VirtioDevices::set_error_sink(
+    std::function<void(std::string device, std::string message)> sink) {
+  error_sink_ = std::move(sink);
+}
+
+std::vector<DiskMetrics> VirtioDevices::disk_metrics() const {
+  std::vector<DiskMetrics> out;
+  out.reserve(disks_.size());
+  for (size_t i = 0; i < disks_.size(); ++i) {
+    const virtio::BlockStats s = disks_[i].device->stats();
+    out.push_back(DiskMetrics{
+        .id = fmt::format("disk{}", i),
+        .path = disks_[i].path,
+        .read_bytes = s.read_bytes,
+        .write_bytes = s.write_bytes,
+        .read_ops = s.read_ops,
+        .write_ops = s.write_ops,
+        .flush_ops = s.flush_ops,
+        .discard_ops = s.discard_ops,
+        .errors = s.errors,
+    });
+  }
+  return out;
+}
+
+std::vector<NetMetrics> VirtioDevices::net_metrics() const {
+  std::vector<NetMetrics> out;
+  out.reserve(nics_.size());
+  for (size_t i = 0; i < nics_.size(); ++i) {
+    const virtio::NetStats s = nics_[i].device->stats();
+    out.push_back(NetMetrics{
+        .id = fmt::format("net{}", i),
+        .tap = nics_[i].tap,
+        .rx_bytes = s.rx_bytes,
+        .rx_packets = s.rx_frames,
+        .rx_drops = s.rx_dropped,
+        .tx_bytes = s.tx_bytes,
+        .tx_packets = s.tx_frames,
+        .tx_drops = s.tx_errors,
+    });
+  }
+  return out;
 }
 
 void VirtioDevices::stop() {

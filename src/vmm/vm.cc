@@ -7,10 +7,10 @@
 #include <spdlog/spdlog.h>
 #include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/post.hpp>
-#include <boost/asio/signal_set.hpp>
 
 #include "devices/exit_device.h"
 #include "devices/i8042.h"
+#include "devices/pvpanic.h"
 #include "vmm/acpi_tables.h"
 #include "vmm/base/read_file.h"
 #include "vmm/boot_info.h"
@@ -30,6 +30,8 @@ namespace petrel {
 namespace {
 
 constexpr uint32_t kCom1Irq = 4;
+constexpr uint32_t kKeyboardIrq = 1;
+constexpr uint64_t kPvPanicPort = 0x505;  // QEMU's pvpanic ISA port, as Linux expects
 
 Result<void> require_cap(const KvmSystem& kvm, int cap, const char* name) {
   if (kvm.check_extension(cap) <= 0) {
@@ -63,14 +65,18 @@ Result<UniqueFd> open_serial_output(const SerialConfig& serial) {
 
 }  // namespace
 
-Vm::Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory)
-    : kvm_(std::move(kvm)), vm_(std::move(vm)), pvm_(pvm), memory_(std::move(memory)) {}
+Vm::Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory, VmHooks hooks)
+    : kvm_(std::move(kvm)),
+      vm_(std::move(vm)),
+      pvm_(pvm),
+      memory_(std::move(memory)),
+      hooks_(std::move(hooks)) {}
 
 Vm::~Vm() {
-  stop_vcpus();
+  finish();
 }
 
-Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
+Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, VmHooks hooks) {
   PETREL_TRY_ASSIGN(KvmSystem kvm, KvmSystem::open());
   PETREL_TRY(require_cap(kvm, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"));
   PETREL_TRY(require_cap(kvm, KVM_CAP_PIT2, "KVM_CAP_PIT2"));
@@ -97,7 +103,8 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config) {
     PETREL_TRY(kvm_vm.set_memory_region(slot++, region.start(), region.size(), region.host_base()));
   }
 
-  auto machine = std::make_unique<Vm>(std::move(kvm), std::move(kvm_vm), pvm, std::move(memory));
+  auto machine = std::make_unique<Vm>(std::move(kvm), std::move(kvm_vm), pvm, std::move(memory),
+                                      std::move(hooks));
   PETREL_TRY(machine->setup_devices(config));
   PETREL_TRY(machine->load_guest(config));
   return machine;
@@ -114,16 +121,31 @@ Result<void> Vm::setup_devices(const VmConfig& config) {
   serial_ = std::make_shared<Serial16550>(std::make_shared<KvmIrqLine>(vm_, kCom1Irq),
                                           std::move(serial_out));
   PETREL_TRY(pio_.insert(serial_, PETREL_PORT_COM1, 8));
-  auto i8042 = std::make_shared<I8042>([this] {
-    stop_.request({StopKind::kReset, 0, "guest reset through the i8042"});
-  });
-  PETREL_TRY(pio_.insert(i8042, PETREL_PORT_I8042_DATA, 5));
+  i8042_ = std::make_shared<I8042>(
+      [this] {
+        stop_.request({StopKind::kReset, 0, "guest reset through the i8042"});
+      },
+      std::make_shared<KvmIrqLine>(vm_, kKeyboardIrq));
+  PETREL_TRY(pio_.insert(i8042_, PETREL_PORT_I8042_DATA, 5));
   auto exit_dev = std::make_shared<ExitDevice>([this](uint8_t status) {
     stop_.request(
         {StopKind::kGuestExit, status, fmt::format("guest exited with status {}", status)});
   });
   PETREL_TRY(pio_.insert(exit_dev, PETREL_PORT_EXIT, 4));
+  auto pvpanic = std::make_shared<PvPanic>([this](uint8_t events) {
+    if (hooks_.on_panic) {
+      hooks_.on_panic(events);
+    }
+    // CRASH_LOADED alone means a crash kernel takes over: the guest goes on by itself.
+    if ((events & PvPanic::kPanicked) != 0) {
+      stop_.request({StopKind::kPanic, 0, "the guest panicked (pvpanic)"});
+    }
+  });
+  PETREL_TRY(pio_.insert(pvpanic, kPvPanicPort, PvPanic::kPortCount));
   PETREL_TRY_ASSIGN(virtio_, VirtioDevices::create(config, vm_, memory_, io_, pio_, mmio_));
+  if (hooks_.on_device_error) {
+    virtio_->set_error_sink(hooks_.on_device_error);
+  }
   return {};
 }
 
@@ -197,6 +219,7 @@ AcpiConfig Vm::acpi_config(const VmConfig& config) const {
   AcpiConfig acpi{config.vcpus};
   acpi.virtio_mmio = virtio_->acpi_mmio();
   acpi.pci = virtio_->has_pci();
+  acpi.pvpanic = true;
   return acpi;
 }
 
@@ -204,6 +227,7 @@ Result<void> Vm::create_vcpus(const VmConfig& config) {
   PETREL_TRY_ASSIGN(auto supported, kvm_.supported_cpuid());
   pvm_.adjust_cpuid(supported, mode_);
   PETREL_TRY_ASSIGN(auto msr_list, kvm_.msr_index_list());
+  gate_ = std::make_unique<VcpuGate>(config.vcpus);
   for (uint32_t id = 0; id < config.vcpus; ++id) {
     PETREL_TRY_ASSIGN(KvmVcpu kvm_vcpu, vm_.create_vcpu(id));
     PETREL_TRY(kvm_vcpu.set_cpuid(vcpu_cpuid(supported, id, config.vcpus)));
@@ -211,47 +235,26 @@ Result<void> Vm::create_vcpus(const VmConfig& config) {
     if (mode_ == ExecMode::kPvmNative && id == 0) {
       PETREL_TRY(pvm_.enable_native(kvm_vcpu, layout::kPvmVifPage));
     }
-    vcpus_.push_back(std::make_unique<Vcpu>(std::move(kvm_vcpu),
-                                            VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_}));
+    vcpus_.push_back(std::make_unique<Vcpu>(
+        std::move(kvm_vcpu), VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_, gate_.get()}));
   }
   return {};
 }
 
-StopReason Vm::run(int console_fd) {
+void Vm::start(int console_fd) {
   Vcpu::install_kick_handler();
-  auto work = boost::asio::make_work_guard(io_);
-  boost::asio::signal_set signals(io_, SIGINT, SIGTERM);
-  signals.async_wait([this](boost::system::error_code ec, int signo) {
-    if (!ec) {
-      stop_.request({StopKind::kSignal, static_cast<uint8_t>(signo),
-                     fmt::format("stopped by signal {}", signo)});
-    }
-  });
-  boost::asio::signal_set dump_signal(io_, SIGUSR1);
-  std::function<void(boost::system::error_code, int)> on_dump =
-      [this, &dump_signal, &on_dump](boost::system::error_code ec, int) {
-        if (ec) {
-          return;
-        }
-        for (auto& vcpu : vcpus_) {
-          vcpu->request_dump();
-        }
-        dump_signal.async_wait(on_dump);
-      };
-  dump_signal.async_wait(on_dump);
-  std::unique_ptr<ConsoleInput> console;
+  work_.emplace(io_.get_executor());
   if (serial_socket_) {
     serial_socket_->start(serial_);
   } else if (console_fd >= 0) {
     auto input = ConsoleInput::create(io_, console_fd, serial_);
     if (input) {
-      console = std::move(input).value();
+      console_ = std::move(input).value();
     } else {
       spdlog::debug("no console input: {}", input.error().to_string());
     }
   }
-  std::jthread loop([this] { io_.run(); });
-
+  loop_ = std::jthread([this] { io_.run(); });
   spdlog::info("starting {} vCPU(s), {} mode", vcpus_.size(),
                mode_ == ExecMode::kPvmNative     ? "PVM native"
                : mode_ == ExecMode::kPvmEmulated ? "PVM emulated"
@@ -259,24 +262,78 @@ StopReason Vm::run(int console_fd) {
   for (auto& vcpu : vcpus_) {
     vcpu->start();
   }
-  StopReason reason = stop_.wait();
+}
+
+StopReason Vm::run(int console_fd) {
+  start(console_fd);
+  StopReason reason = wait();
+  finish();
+  return reason;
+}
+
+void Vm::finish() {
+  if (finished_) {
+    return;
+  }
+  finished_ = true;
   stop_vcpus();
+  if (!loop_.joinable()) {
+    return;
+  }
   // Tear the loop's objects down on the loop thread, then let it finish.
-  boost::asio::post(io_, [&] {
-    console.reset();
+  boost::asio::post(io_, [this] {
+    console_.reset();
     serial_socket_.reset();  // closes the client and unlinks the socket file
     virtio_->stop();         // resets active devices, cancels their waits
-    signals.cancel();
-    dump_signal.cancel();
-    work.reset();
+    work_.reset();
   });
-  loop.join();
-  return reason;
+  loop_.join();
+}
+
+Result<void> Vm::pause() {
+  constexpr std::chrono::seconds kParkTimeout{5};
+  gate_->close();
+  for (auto& vcpu : vcpus_) {
+    vcpu->kick();
+  }
+  if (!gate_->wait_parked(kParkTimeout)) {
+    gate_->open();
+    return Error(ErrorCode::kInternal,
+                 fmt::format("the vCPUs did not stop within {} s", kParkTimeout.count()));
+  }
+  return {};
+}
+
+void Vm::resume() {
+  gate_->open();
+}
+
+void Vm::send_ctrl_alt_del() {
+  i8042_->inject_ctrl_alt_del();
+}
+
+void Vm::request_dump() {
+  for (auto& vcpu : vcpus_) {
+    vcpu->request_dump();
+  }
+}
+
+void Vm::collect_metrics(VmMetrics& out) const {
+  out.guest_memory_bytes = memory_.total_size();
+  out.vcpus.clear();
+  for (const auto& vcpu : vcpus_) {
+    out.vcpus.push_back(vcpu->metrics());
+  }
+  out.disks = virtio_->disk_metrics();
+  out.nets = virtio_->net_metrics();
 }
 
 void Vm::stop_vcpus() {
   if (!stop_.stopped()) {
     stop_.request({StopKind::kHostError, 0, "VM destroyed while running"});
+  }
+  if (gate_) {
+    gate_->release_all();
   }
   for (auto& vcpu : vcpus_) {
     vcpu->kick();

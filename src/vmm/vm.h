@@ -1,49 +1,83 @@
 // Vm: one guest machine built from a VmConfig: KVM VM with in-kernel irqchip and PIT, guest
 // RAM, the port-I/O and MMIO buses with their devices, the vCPUs and the VMM event loop.
 //
-// Threads: create() and run() are called on the owning (main) thread; run() starts one
-// thread per vCPU and the event-loop thread, waits until the StopLatch fires, then stops
-// and joins them all before returning.
+// Threads: create(), start(), finish() and destruction happen on the owning thread; start()
+// starts one thread per vCPU and the event-loop thread, finish() stops and joins them all.
+// pause()/resume() come from the one controlling thread (VmController serialises them).
 #pragma once
 
+#include <functional>
 #include <memory>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/executor_work_guard.hpp>
 #include <boost/asio/io_context.hpp>
 
 #include "devices/bus.h"
+#include "devices/i8042.h"
 #include "devices/serial_16550.h"
 #include "vmm/base/guest_memory.h"
 #include "vmm/base/kvm_system.h"
 #include "vmm/base/kvm_vm.h"
+#include "vmm/console_input.h"
 #include "vmm/kernel_loader.h"
 #include "vmm/pvm_host.h"
 #include "vmm/serial_socket.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vcpu.h"
+#include "vmm/vcpu_gate.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
+#include "vmm/vm_control.h"
 
 namespace petrel {
 
+// What a Vm reports upwards while it runs. Each may be empty; they run on the thread named.
+struct VmHooks {
+  // vCPU thread: the guest announced a panic through pvpanic (`events` as written).
+  std::function<void(uint8_t events)> on_panic;
+  // Event-loop thread: a device hit an error worth an operator's attention (rate-limited).
+  std::function<void(std::string device, std::string message)> on_device_error;
+};
+
 class Vm {
  public:
-  static Result<std::unique_ptr<Vm>> create(const VmConfig& config);
+  static Result<std::unique_ptr<Vm>> create(const VmConfig& config, VmHooks hooks = {});
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
 
-  // Runs the guest to its end. `console_fd` (usually stdin) feeds the UART; -1 for none. With
-  // a socket console (SerialMode::kSocket) the socket's client feeds it and `console_fd` is
-  // not read.
+  // Starts the event loop and the vCPUs; once. `console_fd` (usually stdin) feeds the UART;
+  // -1 for none. With a socket console (SerialMode::kSocket) the socket's client feeds it and
+  // `console_fd` is not read.
+  void start(int console_fd);
+  // Blocks until the VM stops (the latch fires) and returns why. Does not tear down.
+  StopReason wait() const { return stop_.wait(); }
+  // Stops the vCPUs and the event loop and joins them; idempotent, also done on destruction.
+  void finish();
+  // start + wait + finish.
   StopReason run(int console_fd);
+
+  // Controlling thread, after start(): parks every vCPU outside KVM_RUN (waits up to 5 s for
+  // them; kInternal if one does not park, with the VM left running) / lets them go again.
+  Result<void> pause();
+  void resume();
+  // Any thread: Ctrl-Alt-Del on the i8042 keyboard (a graceful shutdown request).
+  void send_ctrl_alt_del();
+  // Any thread: every vCPU logs its registers (SIGUSR1).
+  void request_dump();
+
+  // Any thread: counters of the vCPUs and devices (the VmMetrics fields a Vm knows).
+  void collect_metrics(VmMetrics& out) const;
 
   ExecMode exec_mode() const { return mode_; }
   StopLatch& stop_latch() { return stop_; }
 
   // Use create(); public only for std::make_unique.
-  Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory);
+  Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory, VmHooks hooks);
 
  private:
   Result<void> setup_devices(const VmConfig& config);
@@ -57,10 +91,11 @@ class Vm {
   KvmVm vm_;
   PvmHost pvm_;
   GuestMemory memory_;
+  VmHooks hooks_;
   ExecMode mode_ = ExecMode::kHardware;
   // Before the buses: their devices (virtio transports) hold references to it.
   boost::asio::io_context io_;
-  // Uses io_, memory_ and vm_: destroyed before them; run() stops it on the loop thread.
+  // Uses io_, memory_ and vm_: destroyed before them; finish() stops it on the loop thread.
   // Before the buses, so that the buses drop their references to the transports first and
   // the transports (and their MSI vectors) go before the GSI router they use.
   std::unique_ptr<VirtioDevices> virtio_;
@@ -68,9 +103,15 @@ class Vm {
   Bus mmio_{"MMIO"};
   StopLatch stop_;
   std::shared_ptr<Serial16550> serial_;
-  // Set in socket mode. Uses io_: destroyed before it; after run() started it, run() destroys
-  // it on the loop thread.
+  std::shared_ptr<I8042> i8042_;
+  // Set in socket mode. Uses io_: destroyed before it; after start() it is destroyed on the
+  // loop thread by finish().
   std::unique_ptr<SerialSocket> serial_socket_;
+  std::unique_ptr<ConsoleInput> console_;  // loop thread after start(), like serial_socket_
+  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_;
+  std::jthread loop_;
+  bool finished_ = false;
+  std::unique_ptr<VcpuGate> gate_;            // outlives the vCPU threads
   std::vector<std::unique_ptr<Vcpu>> vcpus_;  // last: their threads stop before the rest
 };
 

@@ -143,6 +143,40 @@ Result<void> validate_devices(const VmConfig& config) {
   return ok();
 }
 
+// Two spellings of one file system path (relative ones against the current directory).
+bool same_path(const std::filesystem::path& a, const std::filesystem::path& b) {
+  std::error_code ec_a;
+  std::error_code ec_b;
+  std::filesystem::path abs_a = std::filesystem::absolute(a, ec_a).lexically_normal();
+  std::filesystem::path abs_b = std::filesystem::absolute(b, ec_b).lexically_normal();
+  return ec_a || ec_b ? a == b : abs_a == abs_b;
+}
+
+// api_socket, autostart, on_reboot and shutdown_timeout_ms.
+Result<void> validate_control_plane(const VmConfig& config) {
+  using namespace config_detail;
+  if (!config.autostart && config.api_socket.empty()) {
+    return field_error("autostart",
+                       "false (--no-autostart) needs api_socket (--api-socket): only the API "
+                       "can start the VM");
+  }
+  if (!config.api_socket.empty()) {
+    PETREL_TRY(in_field("api_socket", check_listen_socket(config.api_socket)));
+    if (config.serial.mode == SerialMode::kSocket &&
+        same_path(config.api_socket, config.serial.path)) {
+      return field_error("api_socket", "the same path as the console socket (serial.path)");
+    }
+  }
+  if (config.on_reboot != RebootAction::kRestart && config.on_reboot != RebootAction::kExit) {
+    return field_error("on_reboot", "expected one of restart, exit");
+  }
+  if (!check_shutdown_timeout_ms(config.shutdown_timeout_ms).ok()) {
+    return field_error("shutdown_timeout_ms", shutdown_timeout_expectation() + ", got " +
+                                                  std::to_string(config.shutdown_timeout_ms));
+  }
+  return ok();
+}
+
 }  // namespace
 
 Result<void> validate_config(const VmConfig& config) {
@@ -168,6 +202,7 @@ Result<void> validate_config(const VmConfig& config) {
     return field_error("serial.path", "only allowed when serial.mode is \"file\" or \"socket\"");
   }
   PETREL_TRY(in_field("log.level", check_log_level(config.log_level)));
+  PETREL_TRY(validate_control_plane(config));
   return validate_devices(config);
 }
 
@@ -207,6 +242,12 @@ nlohmann::json config_to_json(const VmConfig& config) {
   if (config.rng) {
     out["rng"] = to_json(*config.rng);
   }
+  if (!config.api_socket.empty()) {
+    out["api_socket"] = config.api_socket.string();
+  }
+  out["autostart"] = config.autostart;
+  out["on_reboot"] = to_string(config.on_reboot);
+  out["shutdown_timeout_ms"] = config.shutdown_timeout_ms;
   return out;
 }
 

@@ -101,8 +101,9 @@ class EventSubscription {
 };
 
 struct ShutdownOptions {
-  // How long the guest gets to power off before petrel stops it hard.
-  std::chrono::milliseconds timeout{30000};
+  // How long the guest gets to power off before petrel stops it hard; nullopt: the VM's
+  // configured shutdown_timeout_ms.
+  std::optional<std::chrono::milliseconds> timeout;
 };
 
 class VmControl {

@@ -24,12 +24,14 @@
 #include <thread>
 #include <vector>
 
+#include "background_process.h"
 #include "netns.h"
 #include "petrel_process.h"
 
 extern char** environ;
 
 using Catch::Matchers::Contains;
+using petrel::test::BackgroundProcess;
 using petrel::test::petrel_binary;
 using petrel::test::run_process;
 
@@ -92,101 +94,12 @@ std::string copy_of_root_disk(const ScratchDir& dir) {
   return copy;
 }
 
-std::string read_file(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  std::stringstream ss;
-  ss << in.rdbuf();
-  return ss.str();
-}
-
 // Ends the test as skipped (exit 77, see main.cc) when the host cannot run it.
 [[noreturn]] void skip(const std::string& why) {
   std::printf("SKIP: %s\n", why.c_str());
   std::fflush(stdout);
   std::_Exit(77);
 }
-
-// A process that keeps running while the test acts on it (petrel serving a guest that the
-// test pings): stdout and stderr go to files the test polls. The destructor kills and reaps
-// it if stop() was not called.
-class BackgroundProcess {
- public:
-  BackgroundProcess(const std::vector<std::string>& argv, std::string out_path,
-                    std::string err_path)
-      : out_path_(std::move(out_path)), err_path_(std::move(err_path)) {
-    posix_spawn_file_actions_t actions;
-    posix_spawn_file_actions_init(&actions);
-    posix_spawn_file_actions_addopen(&actions, STDIN_FILENO, "/dev/null", O_RDONLY, 0);
-    posix_spawn_file_actions_addopen(&actions, STDOUT_FILENO, out_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
-                                     O_WRONLY | O_CREAT | O_TRUNC, 0600);
-    std::vector<std::string> storage = argv;
-    std::vector<char*> args;
-    for (auto& a : storage) {
-      args.push_back(a.data());
-    }
-    args.push_back(nullptr);
-    const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
-    posix_spawn_file_actions_destroy(&actions);
-    INFO("posix_spawnp " << argv[0]);
-    REQUIRE(rc == 0);
-  }
-  ~BackgroundProcess() {
-    if (pid_ > 0) {
-      ::kill(pid_, SIGKILL);
-      ::waitpid(pid_, nullptr, 0);
-    }
-  }
-  BackgroundProcess(const BackgroundProcess&) = delete;
-  BackgroundProcess& operator=(const BackgroundProcess&) = delete;
-
-  // Waits until stdout holds `text` and the end of its line. False when the process ended
-  // first or `timeout` passed.
-  bool wait_for_line(const std::string& text, std::chrono::seconds timeout) {
-    const auto deadline = std::chrono::steady_clock::now() + timeout;
-    while (std::chrono::steady_clock::now() < deadline) {
-      const std::string out = this->out();
-      const size_t at = out.find(text);
-      if (at != std::string::npos && out.find('\n', at) != std::string::npos) {
-        return true;
-      }
-      int status = 0;
-      if (pid_ > 0 && ::waitpid(pid_, &status, WNOHANG) == pid_) {
-        pid_ = -1;
-        return false;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(200));
-    }
-    return false;
-  }
-
-  // SIGTERM, then SIGKILL after 30 s; reaps the process.
-  void stop() {
-    if (pid_ <= 0) {
-      return;
-    }
-    ::kill(pid_, SIGTERM);
-    const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(30);
-    while (::waitpid(pid_, nullptr, WNOHANG) != pid_) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ::kill(pid_, SIGKILL);
-        ::waitpid(pid_, nullptr, 0);
-        break;
-      }
-      std::this_thread::sleep_for(std::chrono::milliseconds(100));
-    }
-    pid_ = -1;
-  }
-
-  std::string out() const { return read_file(out_path_); }
-  std::string err() const { return read_file(err_path_); }
-
- private:
-  std::string out_path_;
-  std::string err_path_;
-  pid_t pid_ = -1;
-};
 
 // The root mount over virtio-blk: the kernel finds the disk (through the DSDT's LNRO0005
 // device for virtio-MMIO, or by enumerating PCI bus 0), mounts ext4 from it read-write and

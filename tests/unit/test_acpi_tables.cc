@@ -249,6 +249,19 @@ const Bytes kDsdtVirtioPciAml = {
     0x00, 0x00, 0x10, 0x00, 0x79, 0x00,
 };
 
+// iasl's output for acpi_dsdt.h's ASL with pvpanic only (COM1, KBD, PEVT).
+const Bytes kDsdtPvPanicAml = {
+    0x10, 0x4c, 0x08, 0x5c, 0x5f, 0x53, 0x42, 0x5f, 0x5b, 0x82, 0x2b, 0x43, 0x4f, 0x4d, 0x31, 0x08,
+    0x5f, 0x48, 0x49, 0x44, 0x0c, 0x41, 0xd0, 0x05, 0x01, 0x08, 0x5f, 0x55, 0x49, 0x44, 0x01, 0x08,
+    0x5f, 0x43, 0x52, 0x53, 0x11, 0x10, 0x0a, 0x0d, 0x47, 0x01, 0xf8, 0x03, 0xf8, 0x03, 0x00, 0x08,
+    0x22, 0x10, 0x00, 0x79, 0x00, 0x5b, 0x82, 0x2d, 0x4b, 0x42, 0x44, 0x5f, 0x08, 0x5f, 0x48, 0x49,
+    0x44, 0x0c, 0x41, 0xd0, 0x03, 0x03, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11, 0x18, 0x0a, 0x15, 0x47,
+    0x01, 0x60, 0x00, 0x60, 0x00, 0x01, 0x01, 0x47, 0x01, 0x64, 0x00, 0x64, 0x00, 0x01, 0x01, 0x22,
+    0x02, 0x00, 0x79, 0x00, 0x5b, 0x82, 0x27, 0x50, 0x45, 0x56, 0x54, 0x08, 0x5f, 0x48, 0x49, 0x44,
+    0x0d, 0x51, 0x45, 0x4d, 0x55, 0x30, 0x30, 0x30, 0x31, 0x00, 0x08, 0x5f, 0x43, 0x52, 0x53, 0x11,
+    0x0d, 0x0a, 0x0a, 0x47, 0x01, 0x05, 0x05, 0x05, 0x05, 0x01, 0x01, 0x79, 0x00,
+};
+
 AcpiConfig virtio_pci_config() {
   AcpiConfig cfg{1};
   cfg.virtio_mmio = {{0xd0000000, 0x1000, 5}, {0xd0001000, 0x1000, 16}};
@@ -553,4 +566,55 @@ TEST_CASE("acpi: iasl disassembles the DSDT and MCFG", "[acpi][iasl]") {
   CHECK_THAT(mcfg, Catch::Matchers::Contains("Base Address : 00000000E0000000"));
   CHECK_THAT(mcfg, Catch::Matchers::Contains("End Bus Number : 00"));
   CHECK_THAT(log + mcfg + dsl, !Catch::Matchers::Contains("rror"));
+}
+
+TEST_CASE("acpi: pvpanic puts PEVT (QEMU0001, port 0x505) after the i8042", "[acpi]") {
+  AcpiConfig cfg{1};
+  cfg.pvpanic = true;
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, cfg).ok());
+  Tables t = parse(mem);  // checks the checksums
+  const Bytes aml(t.dsdt.bytes.begin() + 36, t.dsdt.bytes.end());
+  CHECK(aml == kDsdtPvPanicAml);
+  // Without it the DSDT has no PEVT; with PCI and virtio-MMIO PEVT still precedes VR00.
+  const Bytes pevt{'P', 'E', 'V', 'T'};
+  auto plain = petrel::build_dsdt_aml(AcpiConfig{1});
+  REQUIRE(plain.ok());
+  CHECK(std::search(plain->begin(), plain->end(), pevt.begin(), pevt.end()) == plain->end());
+  AcpiConfig full = virtio_pci_config();
+  full.pvpanic = true;
+  auto all = petrel::build_dsdt_aml(full);
+  REQUIRE(all.ok());
+  const Bytes vr00{'V', 'R', '0', '0'};
+  auto at_pevt = std::search(all->begin(), all->end(), pevt.begin(), pevt.end());
+  auto at_vr00 = std::search(all->begin(), all->end(), vr00.begin(), vr00.end());
+  CHECK(at_pevt < at_vr00);
+  CHECK(at_vr00 != all->end());
+}
+
+TEST_CASE("acpi: iasl reads the pvpanic device back", "[acpi][iasl]") {
+  if (shell("command -v iasl >/dev/null 2>&1") != 0) {
+    WARN("iasl not installed (apt-get install acpica-tools): cross-check skipped");
+    return;
+  }
+  AcpiConfig cfg = virtio_pci_config();
+  cfg.pvpanic = true;
+  auto mem = make_memory();
+  REQUIRE(petrel::write_acpi_tables(mem, cfg).ok());
+  Tables t = parse(mem);
+  std::string dir = "/tmp/petrel-acpi-test-XXXXXX";
+  REQUIRE(::mkdtemp(dir.data()) != nullptr);
+  write_file(dir + "/dsdt.dat", t.dsdt.bytes);
+  const int rc = shell("cd '" + dir + "' && iasl -d dsdt.dat >iasl.log 2>&1");
+  const std::string log = read_text(dir + "/iasl.log");
+  const std::string dsl = read_text(dir + "/dsdt.dsl");
+  shell("rm -rf '" + dir + "'");
+  INFO("iasl log:\n" << log << "\ndsdt.dsl:\n" << dsl);
+  REQUIRE(rc == 0);
+  const std::string code = squash(dsl);
+  CHECK_THAT(code, Catch::Matchers::Contains("Device(PEVT){Name(_HID,\"QEMU0001\")"));
+  CHECK_THAT(code, Catch::Matchers::Contains("IO(Decode16,0x0505,//RangeMinimum0x0505,"));
+  CHECK_THAT(code, Catch::Matchers::Contains("Name(_HID,EisaId(\"PNP0303\")"));
+  CHECK_THAT(code, Catch::Matchers::Contains("IRQNoFlags(){1}"));
+  CHECK_THAT(log + dsl, !Catch::Matchers::Contains("rror"));
 }

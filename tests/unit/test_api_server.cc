@@ -26,6 +26,7 @@
 #include "api/api_error.h"
 #include "api/api_server.h"
 #include "api/router.h"
+#include "api_test_client.h"
 #include "scratch_dir.h"
 #include "vmm/base/unique_fd.h"
 
@@ -35,28 +36,38 @@ using petrel::ApiResponse;
 using petrel::ApiServer;
 using petrel::Router;
 using petrel::UniqueFd;
+using petrel::testing::closed_by_server;
+using petrel::testing::connect_to;
+using petrel::testing::error_code_of;
+using petrel::testing::http_exchange;
+using petrel::testing::HttpAnswer;
+using petrel::testing::read_response;
 using petrel::testing::ScratchDir;
+using petrel::testing::send_all;
 
 namespace {
 
+ApiResponse ok_json(std::string body) {
+  ApiResponse res;
+  res.body = std::move(body);
+  return res;
+}
+
 std::shared_ptr<Router> test_router() {
   auto router = std::make_shared<Router>();
-  REQUIRE(router
-              ->add("GET", "/v1/ping",
-                    [](const ApiRequest&) {
-                      return ApiResponse{200, R"({"pong":true})", {}};
-                    })
-              .ok());
+  REQUIRE(
+      router->add("GET", "/v1/ping", [](const ApiRequest&) { return ok_json(R"({"pong":true})"); })
+          .ok());
   REQUIRE(router
               ->add("PUT", "/v1/echo",
                     [](const ApiRequest& req) {
-                      return ApiResponse{200, nlohmann::json{{"body", req.body}}.dump(), {}};
+                      return ok_json(nlohmann::json{{"body", req.body}}.dump());
                     })
               .ok());
   REQUIRE(router
               ->add("GET", "/v1/echo",
                     [](const ApiRequest& req) {
-                      return ApiResponse{200, nlohmann::json{{"query", req.query}}.dump(), {}};
+                      return ok_json(nlohmann::json{{"query", req.query}}.dump());
                     })
               .ok());
   REQUIRE(router
@@ -73,109 +84,11 @@ std::shared_ptr<Router> test_router() {
   return router;
 }
 
-// An ApiServer whose io_context runs on its own thread; destroyed on that thread.
-class RunningServer {
+class RunningServer : public petrel::testing::RunningServer {
  public:
-  explicit RunningServer(const std::filesystem::path& path, ApiLimits limits = {}) {
-    auto server = ApiServer::create(io_, path, test_router(), limits);
-    REQUIRE(server.ok());
-    server_ = std::move(server).value();
-    server_->start();
-    thread_ = std::jthread([this] { io_.run(); });
-  }
-  ~RunningServer() {
-    std::promise<void> done;
-    boost::asio::post(io_, [&] {
-      server_.reset();
-      done.set_value();
-    });
-    done.get_future().wait();
-    work_.reset();
-    io_.stop();
-  }
-
- private:
-  boost::asio::io_context io_;
-  std::optional<boost::asio::executor_work_guard<boost::asio::io_context::executor_type>> work_{
-      io_.get_executor()};
-  std::unique_ptr<ApiServer> server_;
-  std::jthread thread_;  // last: joined before the rest goes away
+  explicit RunningServer(const std::filesystem::path& path, ApiLimits limits = {})
+      : petrel::testing::RunningServer(path, test_router(), limits) {}
 };
-
-UniqueFd connect_to(const std::filesystem::path& path) {
-  UniqueFd fd(::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0));
-  REQUIRE(fd.valid());
-  sockaddr_un addr{};
-  addr.sun_family = AF_UNIX;
-  std::strncpy(addr.sun_path, path.c_str(), sizeof(addr.sun_path) - 1);
-  REQUIRE(::connect(fd.get(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr)) == 0);
-  timeval tv{5, 0};  // a broken server fails the test instead of hanging it
-  ::setsockopt(fd.get(), SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-  return fd;
-}
-
-void send_all(int fd, const std::string& data) {
-  std::size_t done = 0;
-  while (done < data.size()) {
-    ssize_t n = ::send(fd, data.data() + done, data.size() - done, MSG_NOSIGNAL);
-    if (n <= 0) {
-      return;  // the server may close early (413); the test checks the answer
-    }
-    done += static_cast<std::size_t>(n);
-  }
-}
-
-struct HttpAnswer {
-  int status = 0;
-  std::string head;
-  std::string body;
-};
-
-// Reads one response (Content-Length framed); status 0 if the connection ended first.
-HttpAnswer read_response(int fd, std::string& pending) {
-  HttpAnswer answer;
-  for (;;) {
-    auto head_end = pending.find("\r\n\r\n");
-    if (head_end != std::string::npos) {
-      std::string head = pending.substr(0, head_end);
-      std::size_t length = 0;
-      auto cl = head.find("Content-Length: ");
-      if (cl != std::string::npos) {
-        length = std::stoul(head.substr(cl + 16));
-      }
-      if (pending.size() >= head_end + 4 + length) {
-        answer.head = head;
-        answer.status = std::stoi(head.substr(9, 3));
-        answer.body = pending.substr(head_end + 4, length);
-        pending.erase(0, head_end + 4 + length);
-        return answer;
-      }
-    }
-    char buf[4096];
-    ssize_t n = ::recv(fd, buf, sizeof(buf), 0);
-    if (n <= 0) {
-      return answer;
-    }
-    pending.append(buf, static_cast<std::size_t>(n));
-  }
-}
-
-HttpAnswer http_exchange(const std::filesystem::path& path, const std::string& request) {
-  UniqueFd fd = connect_to(path);
-  send_all(fd.get(), request);
-  std::string pending;
-  return read_response(fd.get(), pending);
-}
-
-// True once the server closed the connection (EOF), false on data or timeout.
-bool closed_by_server(int fd) {
-  char c;
-  return ::recv(fd, &c, 1, 0) == 0;
-}
-
-std::string error_code_of(const HttpAnswer& answer) {
-  return nlohmann::json::parse(answer.body).at("error").at("code").get<std::string>();
-}
 
 }  // namespace
 
@@ -241,7 +154,7 @@ TEST_CASE("api: a body over the limit answers 413", "[api]") {
   HttpAnswer a = http_exchange(path, "PUT /v1/echo HTTP/1.1\r\nHost: x\r\nContent-Length: " +
                                          std::to_string(body.size()) + "\r\n\r\n" + body);
   CHECK(a.status == 413);
-  CHECK(error_code_of(a) == "payload_too_large");
+  CHECK(error_code_of(a) == "body_too_large");
 }
 
 TEST_CASE("api: keep-alive serves two requests on one connection", "[api]") {
@@ -328,13 +241,8 @@ TEST_CASE("api: curl --unix-socket works", "[api]") {
   RunningServer server(path);
   std::string cmd = "/usr/bin/curl -s -m 5 -w '\\n%{http_code}' --unix-socket " + path.string() +
                     " http://localhost/v1/ping";
-  FILE* pipe = ::popen(cmd.c_str(), "r");
-  REQUIRE(pipe != nullptr);
-  std::string out;
-  char buf[256];
-  while (std::fgets(buf, sizeof(buf), pipe) != nullptr) {
-    out += buf;
-  }
-  CHECK(::pclose(pipe) == 0);
+  int status = -1;
+  std::string out = petrel::testing::run_command(cmd, status);
+  CHECK(status == 0);
   CHECK(out == "{\"pong\":true}\n200");
 }

@@ -1,6 +1,7 @@
 #include "api/petrelctl/ctl_args.h"
 
 #include <array>
+#include <cctype>
 #include <charconv>
 #include <cmath>
 #include <utility>
@@ -88,8 +89,7 @@ Result<uint64_t> parse_count(std::string_view option, std::string_view text, uin
   const auto* end = text.data() + text.size();
   auto [ptr, ec] = std::from_chars(text.data(), end, value);
   if (text.empty() || ec != std::errc() || ptr != end || value < min) {
-    return usage(
-        fmt::format("{} wants an integer of at least {}, not '{}'", option, min, text));
+    return usage(fmt::format("{} wants an integer of at least {}, not '{}'", option, min, text));
   }
   return value;
 }
@@ -277,11 +277,11 @@ std::string help_text(Verb verb) {
     return text;
   }
   const VerbDoc& doc = doc_of(verb);
-  std::string text = fmt::format("Usage: petrelctl -s SOCKET {}{}{}\n{}.\n", doc.name,
-                                 doc.synopsis.empty() ? "" : " ", doc.synopsis, doc.summary);
-  if (verb == Verb::kList) {
-    text = fmt::format("Usage: petrelctl list [--dir DIR]\n{}.\n", doc.summary);
-  }
+  std::string summary(doc.summary);
+  summary[0] = static_cast<char>(std::toupper(static_cast<unsigned char>(summary[0])));
+  std::string text =
+      fmt::format("Usage: petrelctl {}{}{}{}\n{}.\n", verb == Verb::kList ? "" : "-s SOCKET ",
+                  doc.name, doc.synopsis.empty() ? "" : " ", doc.synopsis, summary);
   if (!doc.details.empty()) {
     text += fmt::format("\n{}", doc.details);
   }

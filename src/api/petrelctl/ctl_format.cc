@@ -3,6 +3,7 @@
 #include <algorithm>
 #include <array>
 #include <cmath>
+#include <optional>
 #include <utility>
 
 #include <fmt/format.h>
@@ -48,9 +49,21 @@ std::string text_of(const json& object, std::string_view key) {
   return scalar_text(field(object, key));
 }
 
+// A JSON integer >= 0 (parsed as unsigned or, from a literal, as signed), else nullopt.
+std::optional<uint64_t> non_negative(const json& value) {
+  if (value.is_number_unsigned()) {
+    return value.get<uint64_t>();
+  }
+  if (value.is_number_integer() && value.get<int64_t>() >= 0) {
+    return static_cast<uint64_t>(value.get<int64_t>());
+  }
+  return std::nullopt;
+}
+
 std::string bytes_of(const json& object, std::string_view key) {
   const json& value = field(object, key);
-  return value.is_number_unsigned() ? format_bytes(value.get<uint64_t>()) : scalar_text(value);
+  auto bytes = non_negative(value);
+  return bytes ? format_bytes(*bytes) : scalar_text(value);
 }
 
 std::string duration_of(const json& object, std::string_view key) {
@@ -151,7 +164,11 @@ std::string format_event(const json& event) {
                        text_of(data, "action"));
   }
   std::string rest;
-  flatten(data, "", rest, 0);
+  if (data.is_structured()) {
+    flatten(data, "", rest, 0);
+  } else if (!data.is_null()) {
+    rest = scalar_text(data);
+  }
   return rest.empty() ? head : head + " " + rest;
 }
 
@@ -173,8 +190,8 @@ std::string format_metrics(const json& metrics) {
       std::string flat;
       flatten(value, "", flat, 1);
       lines.emplace_back(key, flat);
-    } else if (value.is_number_unsigned() && key.ends_with("_bytes")) {
-      lines.emplace_back(key, format_bytes(value.get<uint64_t>()));
+    } else if (non_negative(value) && key.ends_with("_bytes")) {
+      lines.emplace_back(key, format_bytes(*non_negative(value)));
     } else {
       lines.emplace_back(key, scalar_text(value));
     }

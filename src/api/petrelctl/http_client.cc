@@ -6,12 +6,12 @@
 #include <exception>
 #include <utility>
 
+#include <fmt/format.h>
 #include <boost/asio/connect.hpp>
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/local/stream_protocol.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
 #include <boost/beast/http.hpp>
-#include <fmt/format.h>
 
 namespace petrel::ctl {
 namespace {
@@ -88,10 +88,10 @@ class Connection {
     }
     if (ec == http::error::end_of_stream || ec == http::error::partial_message ||
         ec == asio::error::eof || ec.category() == asio::error::get_system_category()) {
-      return Error(ErrorCode::kIo,
-                   fmt::format("{}: the connection ended before the answer: {}", path_,
-                               ec.message()),
-                   ec.category() == asio::error::get_system_category() ? ec.value() : 0);
+      return Error(
+          ErrorCode::kIo,
+          fmt::format("{}: the connection ended before the answer: {}", path_, ec.message()),
+          ec.category() == asio::error::get_system_category() ? ec.value() : 0);
     }
     return Error(ErrorCode::kInternal,
                  fmt::format("{}: not a valid HTTP answer: {}", path_, ec.message()));
@@ -149,7 +149,7 @@ HttpClient::HttpClient(std::string socket_path, std::chrono::milliseconds timeou
 
 Result<HttpResponse> HttpClient::request(std::string_view method, std::string_view target,
                                          std::string_view body) try {
-  http::verb verb = http::string_to_verb(method);
+  http::verb verb = http::string_to_verb({method.data(), method.size()});
   if (verb == http::verb::unknown) {
     return Error(ErrorCode::kInvalidArgument, fmt::format("unknown HTTP method {}", method));
   }

@@ -1,20 +1,40 @@
 // petrel: one guest per process. `petrel run ...` builds the VM from flags or a JSON config,
-// runs it to its end and exits with the status docs/config.md describes.
+// serves the control API if asked (--api-socket), runs the guest to its end and exits with
+// the status docs/config.md describes.
 #include <signal.h>
 #include <unistd.h>
 
 #include <cstdio>
+#include <memory>
 #include <string_view>
 #include <vector>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "api/api_counters.h"
+#include "api/api_server.h"
+#include "api/metrics_routes.h"
+#include "api/router.h"
+#include "api/vm_routes.h"
 #include "vmm/base/logging.h"
 #include "vmm/cli.h"
-#include "vmm/vm.h"
+#include "vmm/vm_controller.h"
 
 namespace {
+
+// Builds the API's routing table over `controller` and listens on `path`.
+petrel::Result<std::unique_ptr<petrel::ApiServer>> open_api(petrel::VmController& controller,
+                                                            const std::filesystem::path& path) {
+  auto counters = std::make_shared<petrel::ApiCounters>();
+  auto router = std::make_shared<petrel::Router>();
+  PETREL_TRY(petrel::add_vm_routes(*router, controller));
+  PETREL_TRY(petrel::add_metrics_routes(*router, controller, counters));
+  PETREL_TRY_ASSIGN(auto server,
+                    petrel::ApiServer::create(controller.io(), path, router, {}, counters));
+  server->start();
+  return server;
+}
 
 int run_vm(const petrel::VmConfig& config) {
   if (auto r =
@@ -23,18 +43,26 @@ int run_vm(const petrel::VmConfig& config) {
     fmt::print(stderr, "petrel: {}\n", r.error().to_string());
     return petrel::kExitUsage;
   }
-  auto vm = petrel::Vm::create(config);
-  if (!vm) {
-    spdlog::error("cannot start VM '{}': {}", config.name, vm.error().to_string());
-    return petrel::kExitError;
+  petrel::VmController controller(config, STDIN_FILENO);
+  std::unique_ptr<petrel::ApiServer> api;
+  if (!config.api_socket.empty()) {
+    // Created on this thread before the control loop serves it; closed on the loop thread.
+    auto opened = open_api(controller, config.api_socket);
+    if (!opened) {
+      spdlog::error("cannot start VM '{}': API socket: {}", config.name,
+                    opened.error().to_string());
+      return petrel::kExitError;
+    }
+    api = std::move(opened).value();
   }
-  petrel::StopReason reason = (*vm)->run(STDIN_FILENO);
+  petrel::StopReason reason = controller.run([&api] { api.reset(); });
   int status = petrel::exit_status_for(reason);
   switch (reason.kind) {
     case petrel::StopKind::kPowerOff:
     case petrel::StopKind::kReset:
     case petrel::StopKind::kGuestExit:
     case petrel::StopKind::kSignal:
+    case petrel::StopKind::kStopped:
       spdlog::info("{}; exit status {}", reason.message, status);
       break;
     default:
@@ -48,7 +76,7 @@ int run_vm(const petrel::VmConfig& config) {
 
 int main(int argc, char** argv) {
   // A console reader that goes away (petrel run ... | head) must not kill the VMM: the
-  // UART sees EPIPE and drops the output instead.
+  // UART sees EPIPE and drops the output instead. API clients that hang up likewise.
   ::signal(SIGPIPE, SIG_IGN);
   std::vector<std::string_view> args(argv + 1, argv + argc);
   auto command = petrel::parse_command_line(args);

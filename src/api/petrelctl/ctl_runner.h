@@ -1,0 +1,47 @@
+// CtlRunner: carries out one parsed petrelctl command against the API and maps the outcome to
+// petrelctl's exit status (docs/petrelctl.md; scripts rely on these values).
+#pragma once
+
+#include <ostream>
+
+#include "api/petrelctl/ctl_args.h"
+#include "api/petrelctl/http_client.h"
+
+namespace petrel::ctl {
+
+inline constexpr int kExitOk = 0;
+inline constexpr int kExitFailure = 1;  // the API answered an error (not 409), or unexpected
+inline constexpr int kExitUsage = 2;
+inline constexpr int kExitUnreachable = 3;  // no socket, nobody listening, timeout
+inline constexpr int kExitState = 4;        // refused in the current state (HTTP 409)
+
+class CtlRunner {
+ public:
+  // Results go to `out`, messages ("petrelctl: ...") to `err`; both must outlive the runner.
+  CtlRunner(const CtlCommand& command, std::ostream& out, std::ostream& err);
+
+  // Runs the command once and returns the exit status. Blocks (events: until the stream
+  // ends or --count events were printed). Never throws.
+  int run();
+
+ private:
+  int get_and_print(std::string_view target);
+  int action(std::string_view name);
+  int shutdown();
+  int wait_for_shut_off();
+  int metrics();
+  int events();
+  int list();
+
+  // The exit status for a failed exchange / an error answer, after printing its message.
+  int fail(const Error& error);
+  int fail(const HttpResponse& response);
+  int fail_unexpected(const HttpResponse& response);
+
+  const CtlCommand& command_;
+  std::ostream& out_;
+  std::ostream& err_;
+  HttpClient client_;
+};
+
+}  // namespace petrel::ctl

@@ -1,0 +1,340 @@
+#include "vmm/vm_controller.h"
+
+#include <unistd.h>
+
+#include <future>
+#include <utility>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+#include <boost/asio/post.hpp>
+
+#include "vmm/host_rss.h"
+
+namespace petrel {
+
+namespace {
+
+constexpr std::chrono::milliseconds kStreamDrainTime{200};
+
+std::string_view exec_mode_name(ExecMode mode) {
+  switch (mode) {
+    case ExecMode::kPvmNative:
+      return "PVM native";
+    case ExecMode::kPvmEmulated:
+      return "PVM emulated";
+    case ExecMode::kHardware:
+      break;
+  }
+  return "hardware";
+}
+
+nlohmann::json state_event(const VmTransition& t) {
+  return {{"from", to_string(t.from)}, {"to", to_string(t.to)}, {"action", to_string(t.action)}};
+}
+
+bool terminal(VmState state) {
+  return state == VmState::kShutOff || state == VmState::kCrashed;
+}
+
+}  // namespace
+
+VmController::VmController(VmConfig config, int console_fd)
+    : config_(std::move(config)), console_fd_(console_fd), work_(io_.get_executor()) {
+  watch_signals();
+  control_thread_ = std::jthread([this] { io_.run(); });
+}
+
+VmController::~VmController() {
+  work_.reset();
+  io_.stop();
+  if (control_thread_.joinable()) {
+    control_thread_.join();
+  }
+  vm_.reset();
+}
+
+void VmController::watch_signals() {
+  stop_signals_.async_wait([this](boost::system::error_code ec, int signo) {
+    if (ec) {
+      return;
+    }
+    Lock lock(mutex_);
+    if (transition(VmAction::kStop)) {
+      spdlog::info("stopping the VM: signal {}", signo);
+    }
+    if (vm_) {
+      vm_->stop_latch().request({StopKind::kSignal, static_cast<uint8_t>(signo),
+                                 fmt::format("stopped by signal {}", signo)});
+    }
+  });
+  watch_dump_signal();
+}
+
+void VmController::watch_dump_signal() {
+  dump_signal_.async_wait([this](boost::system::error_code ec, int) {
+    if (ec) {
+      return;
+    }
+    {
+      Lock lock(mutex_);
+      if (vm_) {
+        vm_->request_dump();
+      }
+    }
+    watch_dump_signal();
+  });
+}
+
+VmHooks VmController::hooks() {
+  VmHooks hooks;
+  // Both run on VM threads without mutex_: they only publish (the Vm stops itself after a
+  // panic).
+  hooks.on_panic = [this](uint8_t events) {
+    events_.publish("panic", {{"message", fmt::format("the guest reported a panic (pvpanic "
+                                                      "events {:#x})",
+                                                      events)}});
+  };
+  hooks.on_device_error = [this](std::string device, std::string message) {
+    events_.publish("device_error", {{"device", std::move(device)}, {"message", message}});
+  };
+  return hooks;
+}
+
+Result<VmTransition> VmController::transition(VmAction action) {
+  PETREL_TRY_ASSIGN(VmTransition t, lifecycle_.apply(action));
+  events_.publish("state", state_event(t));
+  spdlog::info("VM '{}': {} -> {} ({})", config_.name, to_string(t.from), to_string(t.to),
+               to_string(t.action));
+  return t;
+}
+
+void VmController::start_locked() {
+  vm_->start(console_fd_);
+  ++boot_count_;
+  started_ = std::chrono::steady_clock::now();
+  started_at_ = std::chrono::system_clock::now();
+}
+
+Result<void> VmController::rebuild_locked(std::string_view initiator) {
+  vm_->finish();
+  vm_.reset();  // the old VM releases its disks, sockets and memory before the new one
+  auto fresh = Vm::create(config_, hooks());
+  if (!fresh) {
+    return std::move(fresh).error().context("rebuilding the VM for a reboot");
+  }
+  vm_ = std::move(fresh).value();
+  start_locked();
+  events_.publish("reset", {{"initiator", initiator}});
+  return {};
+}
+
+VmAction VmController::action_for_stop(const StopReason& reason) const {
+  switch (reason.kind) {
+    case StopKind::kPowerOff:
+    case StopKind::kReset:
+    case StopKind::kGuestExit:
+      return VmAction::kGuestStopped;
+    case StopKind::kSignal:
+    case StopKind::kStopped:
+      return VmAction::kStop;
+    case StopKind::kTripleFault:
+    case StopKind::kGuestError:
+    case StopKind::kHostError:
+    case StopKind::kPanic:
+      break;
+  }
+  return VmAction::kGuestCrashed;
+}
+
+StopReason VmController::run(std::function<void()> on_control_thread_exit) {
+  StopReason final_reason{StopKind::kHostError, 0, ""};
+  {
+    Lock lock(mutex_);
+    auto built = Vm::create(config_, hooks());
+    if (!built) {
+      final_reason.message = built.error().to_string();
+      (void)transition(VmAction::kGuestCrashed);
+    } else {
+      vm_ = std::move(built).value();
+      if (config_.autostart) {
+        start_locked();
+        (void)transition(VmAction::kStart);
+      } else {
+        spdlog::info("VM '{}' created; waiting for the API to start it", config_.name);
+      }
+    }
+  }
+  while (vm_) {
+    StopReason reason = vm_->wait();
+    Lock lock(mutex_);
+    const VmState state = lifecycle_.state();
+    const bool guest_reset = reason.kind == StopKind::kReset && state == VmState::kRunning &&
+                             config_.on_reboot == RebootAction::kRestart;
+    if (reboot_requested_ || guest_reset) {
+      const bool by_api = reboot_requested_;
+      reboot_requested_ = false;
+      auto rebuilt = rebuild_locked(by_api ? "api" : "guest");
+      if (rebuilt) {
+        (void)transition(VmAction::kReboot);
+        reboot_done_.notify_all();
+        continue;
+      }
+      spdlog::error("{}", rebuilt.error().to_string());
+      reboot_error_ = rebuilt.error();
+      reason = {StopKind::kHostError, 0, rebuilt.error().to_string()};
+      (void)transition(VmAction::kGuestCrashed);
+    } else if (!terminal(state)) {
+      (void)transition(action_for_stop(reason));
+    }
+    final_reason = reason;
+    if (vm_) {
+      vm_->finish();
+    }
+    reboot_done_.notify_all();
+    break;
+  }
+  // Give event streams a moment to write the last events, then close the API on its thread.
+  std::this_thread::sleep_for(kStreamDrainTime);
+  std::promise<void> closed;
+  boost::asio::post(io_, [&] {
+    shutdown_timer_.cancel();
+    stop_signals_.cancel();
+    dump_signal_.cancel();
+    if (on_control_thread_exit) {
+      on_control_thread_exit();
+    }
+    closed.set_value();
+  });
+  closed.get_future().wait();
+  work_.reset();
+  control_thread_.join();
+  return final_reason;
+}
+
+VmInfo VmController::info() const {
+  Lock lock(mutex_);
+  VmInfo info;
+  info.name = config_.name;
+  info.state = lifecycle_.state();
+  info.vcpus = config_.vcpus;
+  info.memory_bytes = config_.memory_bytes;
+  if (started_at_ && !terminal(info.state)) {
+    info.uptime = std::chrono::duration_cast<std::chrono::nanoseconds>(
+        std::chrono::steady_clock::now() - started_);
+  }
+  info.started_at = started_at_;
+  info.boot_count = boot_count_;
+  info.exec_mode = vm_ ? std::string(exec_mode_name(vm_->exec_mode())) : "";
+  info.version = PETREL_VERSION;
+  info.pid = static_cast<int>(::getpid());
+  return info;
+}
+
+nlohmann::json VmController::config() const {
+  return config_to_json(config_);
+}
+
+VmMetrics VmController::metrics() const {
+  VmMetrics out;
+  out.name = config_.name;
+  {
+    Lock lock(mutex_);
+    out.state = lifecycle_.state();
+    if (started_at_ && !terminal(out.state)) {
+      out.uptime = std::chrono::duration_cast<std::chrono::nanoseconds>(
+          std::chrono::steady_clock::now() - started_);
+    }
+    if (vm_) {
+      vm_->collect_metrics(out);
+    }
+  }
+  out.guest_memory_bytes = config_.memory_bytes;
+  if (auto rss = host_rss_bytes()) {
+    out.host_rss_bytes = *rss;
+  }
+  return out;
+}
+
+Result<VmState> VmController::start() {
+  Lock lock(mutex_);
+  PETREL_TRY(lifecycle_.allowed(VmAction::kStart));
+  start_locked();
+  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kStart));
+  return t.to;
+}
+
+Result<VmState> VmController::pause() {
+  Lock lock(mutex_);
+  PETREL_TRY(lifecycle_.allowed(VmAction::kPause));
+  PETREL_TRY(vm_->pause());
+  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kPause));
+  return t.to;
+}
+
+Result<VmState> VmController::resume() {
+  Lock lock(mutex_);
+  PETREL_TRY(lifecycle_.allowed(VmAction::kResume));
+  vm_->resume();
+  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kResume));
+  return t.to;
+}
+
+Result<VmState> VmController::shutdown(const ShutdownOptions& options) {
+  Lock lock(mutex_);
+  PETREL_TRY(lifecycle_.allowed(VmAction::kShutdown));
+  vm_->send_ctrl_alt_del();
+  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kShutdown));
+  const uint32_t boot = boot_count_;
+  const auto timeout =
+      options.timeout.value_or(std::chrono::milliseconds(config_.shutdown_timeout_ms));
+  boost::asio::post(io_, [this, boot, timeout] {
+    shutdown_timer_.expires_after(timeout);
+    shutdown_timer_.async_wait([this, boot, timeout](boost::system::error_code ec) {
+      if (!ec) {
+        on_shutdown_timer(boot, timeout);
+      }
+    });
+  });
+  return t.to;
+}
+
+void VmController::on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout) {
+  Lock lock(mutex_);
+  if (boot != boot_count_ || lifecycle_.state() != VmState::kShuttingDown) {
+    return;
+  }
+  events_.publish("shutdown_timeout", {{"timeout_ms", timeout.count()}});
+  (void)transition(VmAction::kShutdownTimeout);
+  vm_->stop_latch().request(
+      {StopKind::kStopped, 0,
+       fmt::format("the guest did not shut down within {} ms; stopped hard", timeout.count())});
+}
+
+Result<VmState> VmController::reboot() {
+  Lock lock(mutex_);
+  PETREL_TRY(lifecycle_.allowed(VmAction::kReboot));
+  const uint32_t boot = boot_count_;
+  reboot_requested_ = true;
+  reboot_error_.reset();
+  vm_->stop_latch().request({StopKind::kReset, 0, "reboot requested through the API"});
+  reboot_done_.wait(lock, [&] { return boot_count_ != boot || terminal(lifecycle_.state()); });
+  if (reboot_error_) {
+    return *reboot_error_;
+  }
+  return lifecycle_.state();
+}
+
+Result<VmState> VmController::stop() {
+  Lock lock(mutex_);
+  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kStop));
+  vm_->stop_latch().request({StopKind::kStopped, 0, "stopped through the API"});
+  return t.to;
+}
+
+std::unique_ptr<EventSubscription> VmController::subscribe(
+    uint64_t after, std::function<void(const VmEvent&)> callback) {
+  return events_.subscribe(after, std::move(callback));
+}
+
+}  // namespace petrel

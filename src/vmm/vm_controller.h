@@ -1,0 +1,107 @@
+// VmController: the VM's lifecycle and the real VmControl (vm_control.h). It owns the current
+// Vm, the Lifecycle table, the EventLog, and a control thread running an io_context on which
+// the API server, signal handling (SIGINT/SIGTERM: hard stop; SIGUSR1: register dump) and the
+// graceful-shutdown timer run.
+//
+// Threads:
+// - run() is called once on the owning (main) thread. It alone creates and destroys Vm
+//   objects: it builds the VM, waits on its stop latch, rebuilds it for a reboot (the API's or,
+//   with on_reboot=restart, the guest's), and returns when the VM is shut off or crashed.
+// - The VmControl methods may be called from any thread (the API runs them on the control
+//   thread); one mutex serialises them with each other and with run()'s state changes, so an
+//   action sees a settled state and is either done completely or refused with kState.
+#pragma once
+
+#include <chrono>
+#include <condition_variable>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/signal_set.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "vmm/event_log.h"
+#include "vmm/lifecycle.h"
+#include "vmm/stop_latch.h"
+#include "vmm/vm.h"
+#include "vmm/vm_config.h"
+#include "vmm/vm_control.h"
+
+namespace petrel {
+
+class VmController final : public VmControl {
+ public:
+  // `config` must have passed validate_config. `console_fd` as for Vm::start. Starts the
+  // control thread; nothing is built until run().
+  VmController(VmConfig config, int console_fd);
+  ~VmController() override;
+  VmController(const VmController&) = delete;
+  VmController& operator=(const VmController&) = delete;
+
+  // The control thread's io_context (for the API server).
+  boost::asio::io_context& io() { return io_; }
+
+  // Builds and (with autostart) starts the VM, serves until it is shut off or crashed, then
+  // runs `on_control_thread_exit` on the control thread (to close the API server), stops the
+  // control thread and returns why the VM ended. A VM that cannot be built returns kHostError
+  // with the error (state: crashed).
+  StopReason run(std::function<void()> on_control_thread_exit = {});
+
+  VmInfo info() const override;
+  nlohmann::json config() const override;
+  VmMetrics metrics() const override;
+  Result<VmState> start() override;
+  Result<VmState> pause() override;
+  Result<VmState> resume() override;
+  Result<VmState> shutdown(const ShutdownOptions& options) override;
+  Result<VmState> reboot() override;
+  Result<VmState> stop() override;
+  std::unique_ptr<EventSubscription> subscribe(
+      uint64_t after, std::function<void(const VmEvent&)> callback) override;
+
+  EventLog& events() { return events_; }
+
+ private:
+  using Lock = std::unique_lock<std::mutex>;
+
+  VmHooks hooks();
+  // The following require mutex_.
+  Result<VmTransition> transition(VmAction action);
+  void start_locked();
+  // Replaces the VM with a fresh one built from the config and starts it.
+  Result<void> rebuild_locked(std::string_view initiator);
+  VmAction action_for_stop(const StopReason& reason) const;
+  void on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout);
+  void watch_signals();
+  void watch_dump_signal();
+
+  const VmConfig config_;
+  const int console_fd_;
+  EventLog events_;
+
+  boost::asio::io_context io_;
+  boost::asio::executor_work_guard<boost::asio::io_context::executor_type> work_;
+  boost::asio::signal_set stop_signals_{io_, SIGINT, SIGTERM};
+  boost::asio::signal_set dump_signal_{io_, SIGUSR1};
+  boost::asio::steady_timer shutdown_timer_{io_};  // control thread only
+
+  mutable std::mutex mutex_;
+  std::condition_variable reboot_done_;  // with mutex_
+  Lifecycle lifecycle_;
+  // Replaced only by run() (with mutex_ held); run() reads it without the lock.
+  std::unique_ptr<Vm> vm_;
+  uint32_t boot_count_ = 0;                                          // guarded by mutex_
+  bool reboot_requested_ = false;                                    // guarded by mutex_
+  std::optional<Error> reboot_error_;                                // guarded by mutex_
+  std::chrono::steady_clock::time_point started_;                    // guarded by mutex_
+  std::optional<std::chrono::system_clock::time_point> started_at_;  // guarded by mutex_
+
+  std::jthread control_thread_;  // last: joined before the rest goes
+};
+
+}  // namespace petrel

@@ -1,0 +1,249 @@
+#!/usr/bin/env python3
+"""Runs the real petrelctl binary against fake petrel API servers (fake_petrel.py) and checks
+output and exit codes for every verb, the error classes and `list`.
+
+Usage: test_petrelctl.py PATH/TO/petrelctl
+"""
+
+import json
+import os
+import shutil
+import socket
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from fake_petrel import FakePetrel, dead_socket, silent_socket  # noqa: E402
+
+PETRELCTL = os.path.abspath(sys.argv[1])
+failures = []
+
+
+def ctl(*args, env_dir=None, timeout=20):
+    env = dict(os.environ)
+    env.pop("PETREL_DIR", None)
+    if env_dir is not None:
+        env["PETREL_DIR"] = env_dir
+    proc = subprocess.run([PETRELCTL, *args], capture_output=True, text=True, timeout=timeout,
+                          env=env)
+    return proc.returncode, proc.stdout, proc.stderr
+
+
+def check(name, condition, detail=""):
+    if condition:
+        print("ok   " + name)
+    else:
+        print("FAIL " + name + (": " + detail if detail else ""))
+        failures.append(name)
+
+
+def expect(name, args, code, stdout=None, stderr=None, contains=(), **kw):
+    rc, out, err = ctl(*args, **kw)
+    detail = "rc=%d stdout=%r stderr=%r" % (rc, out, err)
+    ok = rc == code
+    if stdout is not None:
+        ok = ok and out == stdout
+    if stderr is not None:
+        ok = ok and err == stderr
+    for text in contains:
+        ok = ok and (text in out or text in err)
+    check(name, ok, detail)
+    return rc, out, err
+
+
+def garbage_server(path):
+    sock = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+    sock.bind(path)
+    sock.listen(4)
+
+    def serve():
+        while True:
+            try:
+                conn, _ = sock.accept()
+            except OSError:
+                return
+            conn.recv(4096)
+            conn.sendall(b"this is not HTTP\r\n\r\n")
+            conn.close()
+
+    threading.Thread(target=serve, daemon=True).start()
+    return sock
+
+
+def main():
+    tmp = tempfile.mkdtemp(prefix="petrelctl-test-")
+    try:
+        run_tests(tmp)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    if failures:
+        print("%d failed: %s" % (len(failures), ", ".join(failures)))
+        return 1
+    print("all passed")
+    return 0
+
+
+def run_tests(tmp):
+    sock = os.path.join(tmp, "vm1.sock")
+    fake = FakePetrel(sock, name="vm1")
+    s = ["-s", sock]
+
+    # Help and usage.
+    expect("help", ["help"], 0, contains=["Usage: petrelctl", "Exit status", "shutdown"])
+    expect("-h", ["-h"], 0, contains=["Usage: petrelctl"])
+    for verb in ["info", "state", "config", "pause", "resume", "shutdown", "reboot", "stop",
+                 "start", "metrics", "events", "list"]:
+        expect(verb + " --help", [verb, "--help"], 0, contains=["Usage: petrelctl", verb])
+    expect("no args: usage, 2", [], 2, contains=["Usage: petrelctl"])
+    expect("unknown verb: 2", ["frob"], 2, stdout="", contains=["petrelctl: unknown verb"])
+    expect("missing socket: 2", ["pause"], 2, contains=["needs the VM's socket"])
+    expect("bad option: 2", s + ["shutdown", "--timeout", "x"], 2)
+    check("usage error sent nothing", fake.requests == [], repr(fake.requests))
+
+    # Reading verbs.
+    rc, out, _ = expect("info", s + ["info"], 0)
+    check("info: aligned name", "name:       vm1\n" in out, out)
+    check("info: memory in MiB", "memory:     512 MiB\n" in out, out)
+    check("info: uptime", "uptime:     1h02m03s\n" in out, out)
+    rc, out, _ = expect("info --json", s + ["--json", "info"], 0)
+    check("info --json is the API's JSON", json.loads(out)["pid"] == 4242, out)
+    expect("state", s + ["state"], 0, stdout="running\n")
+    expect("state --json", s + ["state", "--json"], 0, stdout='{"state": "running"}\n')
+    rc, out, _ = expect("config", s + ["config"], 0)
+    check("config is pretty JSON", json.loads(out)["memory_mib"] == 512 and "\n  " in out, out)
+    rc, out, _ = expect("metrics", s + ["metrics"], 0)
+    check("metrics readable", "host_rss_bytes:" in out and "30 MiB" in out and
+          "exits.io=3" in out, out)
+    rc, out, _ = expect("metrics --json", s + ["metrics", "--json"], 0)
+    check("metrics --json", json.loads(out)["name"] == "vm1", out)
+    expect("metrics --prometheus", s + ["metrics", "--prometheus"], 0,
+           contains=['petrel_up{vm="vm1"} 1', "# TYPE petrel_up gauge"])
+
+    # Bare name resolution against --dir and $PETREL_DIR.
+    expect("-s NAME with --dir", ["--dir", tmp, "-s", "vm1", "state"], 0, stdout="running\n")
+    expect("-s NAME with $PETREL_DIR", ["-s", "vm1", "state"], 0, stdout="running\n",
+           env_dir=tmp)
+
+    # Actions and the state machine; 409 is exit 4 with the API's message.
+    expect("pause", s + ["pause"], 0, stdout="paused\n")
+    check("pause sent PUT with no body", fake.requests[-1] == ("PUT", "/v1/vm/pause", ""),
+          repr(fake.requests[-1]))
+    expect("pause again: 409 -> 4", s + ["pause"], 4, stdout="",
+           stderr="petrelctl: cannot pause: the VM is paused\n")
+    expect("resume", s + ["resume"], 0, stdout="running\n")
+    expect("resume again: 4", s + ["resume"], 4, stderr="petrelctl: cannot resume: the VM is "
+           "running\n")
+    expect("start while running: 4", s + ["start"], 4)
+    expect("reboot", s + ["reboot"], 0, stdout="running\n")
+    expect("reboot --json", s + ["reboot", "--json"], 0, stdout='{"state": "running"}\n')
+
+    # Events: history replay, --count, the readable line format.
+    rc, out, _ = expect("events --after 0 --count 3", s + ["events", "--after", "0", "--count",
+                                                          "3"], 0)
+    lines = out.splitlines()
+    check("events: 3 lines", len(lines) == 3, out)
+    check("events: readable state line",
+          len(lines) == 3 and lines[1].endswith(" state running -> paused (pause)") and
+          lines[1][:4].isdigit() and lines[1][19:24] == ".002Z", out)
+    rc, out, _ = expect("events --json", s + ["events", "--after", "4", "--count", "1", "--json"],
+                        0)
+    check("events --json is NDJSON", json.loads(out)["seq"] == 5, out)
+    check("events sent ?after", fake.requests[-1][1] == "/v1/events", repr(fake.requests[-1]))
+    # Without --after: only new events; one arrives while petrelctl waits.
+    proc = subprocess.Popen([PETRELCTL, *s, "events", "--count", "1"], stdout=subprocess.PIPE,
+                            stderr=subprocess.PIPE, text=True)
+    time.sleep(0.5)
+    check("events waits for a new event", proc.poll() is None)
+    ctl(*s, "pause")
+    out, err = proc.communicate(timeout=10)
+    check("events: the new event only", proc.returncode == 0 and
+          out.strip().endswith("state running -> paused (pause)") and len(out.splitlines()) == 1,
+          "rc=%s out=%r err=%r" % (proc.returncode, out, err))
+    ctl(*s, "resume")
+    fake.end_streams = True
+    rc, out, _ = expect("events: stream end is exit 0", s + ["events", "--after", "0"], 0)
+    check("events: all history", len(out.splitlines()) == len(fake.events), out)
+    expect("events --count beyond the end: 3", s + ["events", "--after", "0", "--count", "99"],
+           3, contains=["event stream ended"])
+    fake.end_streams = False
+
+    # Shutdown: body, 202, --wait.
+    expect("shutdown --timeout 1.5", s + ["shutdown", "--timeout", "1.5"], 0,
+           stdout="shutting-down\n")
+    check("shutdown sent timeout_ms", fake.requests[-1] == ("PUT", "/v1/vm/shutdown",
+                                                            '{"timeout_ms":1500}'),
+          repr(fake.requests[-1]))
+    expect("shutdown twice: 4", s + ["shutdown"], 4, contains=["cannot shutdown"])
+    expect("stop", s + ["stop"], 0, stdout="shut-off\n")
+    expect("stop when shut off: 4", s + ["stop"], 4)
+    fake.stop()
+
+    fake = FakePetrel(sock, name="vm1", shutdown_after=0.6)
+    rc, out, _ = expect("shutdown --wait until shut-off", s + ["shutdown", "--wait"], 0,
+                        stdout="shut-off\n")
+    check("shutdown without body", fake.requests[0] == ("PUT", "/v1/vm/shutdown", ""),
+          repr(fake.requests[0]))
+    fake.stop()
+    fake = FakePetrel(sock, name="vm1", shutdown_after=0.6, exit_on_shutdown=True)
+    expect("shutdown --wait until petrel exits", s + ["shutdown", "--wait"], 0, stdout="exited\n")
+    fake = FakePetrel(sock, name="vm1", state="created")
+    expect("start from created", s + ["start"], 0, stdout="running\n")
+    fake.fail_info = True
+    expect("HTTP 500 -> 1 with the message", s + ["info"], 1, stdout="",
+           stderr="petrelctl: it broke\n")
+    fake.fail_info = False
+
+    # Cannot connect: exit 3.
+    missing = os.path.join(tmp, "nope.sock")
+    expect("no socket: 3", ["-s", missing, "state"], 3, stdout="",
+           contains=["cannot connect to " + missing])
+    dead_path = os.path.join(tmp, "dead.sock")
+    dead = dead_socket(dead_path)
+    expect("nobody listening: 3", ["-s", dead_path, "pause"], 3, contains=["cannot connect"])
+    silent_path = os.path.join(tmp, "silent.sock")
+    silent = silent_socket(silent_path)
+    start = time.monotonic()
+    expect("timeout: 3", ["--timeout", "0.5", "-s", silent_path, "info"], 3,
+           contains=["timed out"])
+    check("timeout honoured", time.monotonic() - start < 5)
+    expect("socket path too long: 3", ["-s", "/" + "x" * 200, "state"], 3,
+           contains=["too long"])
+    garbage_path = os.path.join(tmp, "garbage.sock")
+    garbage = garbage_server(garbage_path)
+    expect("not HTTP: 1", ["-s", garbage_path, "state"], 1, contains=["not a valid HTTP"])
+
+    # list: sockets in the directory, unreachable ones included, other files ignored.
+    other = os.path.join(tmp, "b-other.sock")
+    fake2 = FakePetrel(other, name="web")
+    open(os.path.join(tmp, "plain.sock"), "w").close()
+    open(os.path.join(tmp, "notes.txt"), "w").close()
+    rc, out, _ = expect("list", ["list", "--dir", tmp, "--timeout", "0.5"], 0)
+    rows = [line.split() for line in out.splitlines()]
+    check("list header", rows and rows[0] == ["NAME", "STATE", "VCPUS", "MEMORY", "UPTIME"], out)
+    names = {row[0]: row[1:] for row in rows[1:]}
+    check("list: name from the API", names.get("web") == ["running", "2", "512", "MiB",
+                                                         "1h02m03s"], out)
+    check("list: vm1", names.get("vm1", [""])[0] == "running", out)
+    check("list: dead socket unreachable", names.get("dead") == ["unreachable", "-", "-", "-"],
+          out)
+    check("list: silent socket unreachable", names.get("silent", [""])[0] == "unreachable", out)
+    check("list: garbage unreachable", names.get("garbage", [""])[0] == "unreachable", out)
+    check("list: regular files ignored", "plain" not in names and "notes" not in names, out)
+    check("list: 6 rows", len(rows) == 6, out)
+    rc, out, _ = expect("list --json", ["--json", "list", "--timeout", "0.5"], 0, env_dir=tmp)
+    parsed = json.loads(out)
+    check("list --json", len(parsed) == 5 and {p["state"] for p in parsed} >=
+          {"running", "unreachable"} and all("socket" in p for p in parsed), out)
+    expect("list of a missing dir: header only", ["list", "--dir", os.path.join(tmp, "none")], 0,
+           stdout="NAME  STATE  VCPUS  MEMORY  UPTIME\n")
+    for s_ in (dead, silent, garbage):
+        s_.close()
+    fake2.stop()
+    fake.stop()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,169 @@
+// FakeVmControl: a VmControl for API tests and the API fuzz target. The lifecycle is the real
+// table (vmm/lifecycle.h); every action that succeeds publishes a "state" event; tests publish
+// more events from any thread with publish(). No Catch2 here: the fuzz target includes it.
+//
+// Thread-safe like the real one: callbacks run under the fake's lock (on the publishing
+// thread, or the subscribing one for the history), so a subscriber sees events in seq order
+// with no gaps, and none after its subscription is destroyed.
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <list>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+
+#include "vmm/vm_control.h"
+
+namespace petrel::testing {
+
+class FakeVmControl final : public VmControl {
+ public:
+  FakeVmControl() : shared_(std::make_shared<Shared>()) {}
+
+  VmInfo info() const override {
+    VmInfo info;
+    info.name = name;
+    info.state = lifecycle_.state();
+    info.vcpus = 2;
+    info.memory_bytes = 256ULL << 20;
+    std::lock_guard lock(shared_->mutex);
+    info.boot_count = boot_count_;
+    info.started_at = started_at_;
+    if (started_at_) {
+      info.uptime = std::chrono::system_clock::now() - *started_at_;
+    }
+    info.exec_mode = "hardware";
+    info.version = "0.1.0-test";
+    info.pid = 4242;
+    return info;
+  }
+
+  nlohmann::json config() const override {
+    return {{"name", name}, {"vcpus", 2}, {"memory_mib", 256}};
+  }
+
+  VmMetrics metrics() const override {
+    VmMetrics m;
+    m.name = name;
+    m.state = lifecycle_.state();
+    m.guest_memory_bytes = 256ULL << 20;
+    return m;
+  }
+
+  Result<VmState> start() override { return act(VmAction::kStart); }
+  Result<VmState> pause() override { return act(VmAction::kPause); }
+  Result<VmState> resume() override { return act(VmAction::kResume); }
+  Result<VmState> shutdown(const ShutdownOptions& options) override {
+    last_shutdown_timeout_ms = options.timeout ? options.timeout->count() : -1;
+    return act(VmAction::kShutdown);
+  }
+  Result<VmState> reboot() override { return act(VmAction::kReboot); }
+  Result<VmState> stop() override { return act(VmAction::kStop); }
+
+  std::unique_ptr<EventSubscription> subscribe(
+      uint64_t after, std::function<void(const VmEvent&)> callback) override {
+    std::lock_guard lock(shared_->mutex);
+    for (const auto& e : shared_->history) {
+      if (e.seq > after) {
+        callback(e);
+      }
+    }
+    shared_->subscribers.push_back(std::move(callback));
+    return std::make_unique<Subscription>(shared_, std::prev(shared_->subscribers.end()));
+  }
+
+  // Records an event and delivers it to every subscriber; any thread. Returns its seq.
+  uint64_t publish(std::string type, nlohmann::json data = nlohmann::json::object()) {
+    std::lock_guard lock(shared_->mutex);
+    VmEvent e;
+    e.seq = ++shared_->last_seq;
+    e.time = std::chrono::system_clock::now();
+    e.type = std::move(type);
+    e.data = std::move(data);
+    shared_->history.push_back(e);
+    if (shared_->history.size() > kEventHistory) {
+      shared_->history.pop_front();
+    }
+    for (const auto& subscriber : shared_->subscribers) {
+      subscriber(e);
+    }
+    return e.seq;
+  }
+
+  std::size_t subscriber_count() const {
+    std::lock_guard lock(shared_->mutex);
+    return shared_->subscribers.size();
+  }
+
+  // The next action fails with this error (once).
+  void fail_next_action(Error error) {
+    std::lock_guard lock(shared_->mutex);
+    next_error_ = std::move(error);
+  }
+
+  std::string name = "test-vm";
+  std::atomic<int64_t> last_shutdown_timeout_ms{0};
+
+ private:
+  using Callback = std::function<void(const VmEvent&)>;
+  struct Shared {
+    mutable std::mutex mutex;
+    std::deque<VmEvent> history;
+    std::list<Callback> subscribers;
+    uint64_t last_seq = 0;
+  };
+
+  class Subscription final : public EventSubscription {
+   public:
+    Subscription(std::shared_ptr<Shared> shared, std::list<Callback>::iterator it)
+        : shared_(std::move(shared)), it_(it) {}
+    ~Subscription() override {
+      std::lock_guard lock(shared_->mutex);
+      shared_->subscribers.erase(it_);
+    }
+
+   private:
+    std::shared_ptr<Shared> shared_;
+    std::list<Callback>::iterator it_;
+  };
+
+  Result<VmState> act(VmAction action) {
+    {
+      std::lock_guard lock(shared_->mutex);
+      if (next_error_) {
+        Error e = std::move(*next_error_);
+        next_error_.reset();
+        return e;
+      }
+    }
+    auto applied = lifecycle_.apply(action);
+    if (!applied.ok()) {
+      return std::move(applied).error();
+    }
+    if (action == VmAction::kStart || action == VmAction::kReboot) {
+      std::lock_guard lock(shared_->mutex);
+      ++boot_count_;
+      started_at_ = std::chrono::system_clock::now();
+    }
+    publish("state", {{"from", std::string(to_string(applied->from))},
+                      {"to", std::string(to_string(applied->to))},
+                      {"action", std::string(to_string(action))}});
+    return applied->to;
+  }
+
+  Lifecycle lifecycle_;
+  std::shared_ptr<Shared> shared_;
+  // Guarded by shared_->mutex.
+  uint32_t boot_count_ = 0;
+  std::optional<std::chrono::system_clock::time_point> started_at_;
+  std::optional<Error> next_error_;
+};
+
+}  // namespace petrel::testing

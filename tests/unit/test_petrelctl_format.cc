@@ -1,0 +1,113 @@
+// petrelctl's readable output (src/api/petrelctl/ctl_format.h).
+#include <catch2/catch.hpp>
+
+#include <limits>
+
+#include "api/petrelctl/ctl_format.h"
+
+using namespace petrel::ctl;
+using nlohmann::json;
+
+TEST_CASE("petrelctl: bytes and durations", "[petrelctl]") {
+  CHECK(format_bytes(0) == "0 B");
+  CHECK(format_bytes(100) == "100 B");
+  CHECK(format_bytes(1024) == "1 KiB");
+  CHECK(format_bytes(512ull << 20) == "512 MiB");
+  CHECK(format_bytes(3ull << 29) == "1.5 GiB");
+  CHECK(format_bytes(4ull << 30) == "4 GiB");
+  CHECK(format_bytes(UINT64_MAX) == "16384 PiB");
+  CHECK(format_duration(0) == "0s");
+  CHECK(format_duration(3.9) == "3s");
+  CHECK(format_duration(123) == "2m03s");
+  CHECK(format_duration(3723.5) == "1h02m03s");
+  CHECK(format_duration(90061) == "1d01h01m01s");
+  CHECK(format_duration(-5) == "0s");
+  CHECK(format_duration(std::numeric_limits<double>::quiet_NaN()) == "0s");
+  CHECK(format_duration(std::numeric_limits<double>::infinity()) == "0s");
+  CHECK_FALSE(format_duration(1e300).empty());
+}
+
+TEST_CASE("petrelctl: info lines are aligned", "[petrelctl]") {
+  json info = {{"name", "vm1"},
+               {"state", "running"},
+               {"vcpus", 2},
+               {"memory_bytes", 536870912},
+               {"uptime_seconds", 3723},
+               {"started_at", "2026-11-22T05:00:00Z"},
+               {"boot_count", 1},
+               {"exec_mode", "PVM emulated"},
+               {"version", "0.1.0"},
+               {"pid", 42}};
+  std::string text = format_info(info);
+  CHECK(text.find("name:       vm1\n") != std::string::npos);
+  CHECK(text.find("memory:     512 MiB\n") != std::string::npos);
+  CHECK(text.find("uptime:     1h02m03s\n") != std::string::npos);
+  CHECK(text.find("started at: 2026-11-22T05:00:00Z\n") != std::string::npos);
+  CHECK(text.find("exec mode:  PVM emulated\n") != std::string::npos);
+
+  json hostile = {{"name", "\x1b[31mred"}, {"vcpus", json::array()}, {"started_at", nullptr}};
+  text = format_info(hostile);
+  CHECK(text.find('\x1b') == std::string::npos);
+  CHECK(text.find("vcpus:      -\n") != std::string::npos);
+  CHECK(text.find("started at: -\n") != std::string::npos);
+  CHECK_FALSE(format_info(json("not an object")).empty());
+}
+
+TEST_CASE("petrelctl: events", "[petrelctl]") {
+  json state = {{"seq", 1},
+                {"time", "2026-11-22T05:00:00.123Z"},
+                {"type", "state"},
+                {"data", {{"from", "running"}, {"to", "paused"}, {"action", "pause"}}}};
+  CHECK(format_event(state) == "2026-11-22T05:00:00.123Z state running -> paused (pause)");
+  json reset = {{"seq", 2},
+                {"time", "2026-11-22T05:00:01.000Z"},
+                {"type", "reset"},
+                {"data", {{"initiator", "guest"}}}};
+  CHECK(format_event(reset) == "2026-11-22T05:00:01.000Z reset initiator=guest");
+  CHECK(format_event(json::object()) == "- -");
+  json deep = json::array();
+  for (int i = 0; i < 100; ++i) {
+    deep = json::array({deep});
+  }
+  CHECK_FALSE(format_event({{"type", "x"}, {"data", deep}}).empty());
+}
+
+TEST_CASE("petrelctl: list table", "[petrelctl]") {
+  std::vector<ListRow> rows{
+      list_row({{"name", "web"},
+                {"state", "running"},
+                {"vcpus", 2},
+                {"memory_bytes", 1073741824},
+                {"uptime_seconds", 65}},
+               "ignored"),
+      list_row(json(), "db"),
+      ListRow{.name = "gone", .state = "unreachable"},
+  };
+  CHECK(rows[1].name == "db");
+  std::string table = format_list(rows);
+  CHECK(table ==
+        "NAME  STATE        VCPUS  MEMORY  UPTIME\n"
+        "web   running          2   1 GiB  1m05s\n"
+        "db    -                -       -  -\n"
+        "gone  unreachable      -       -  -\n");
+  CHECK(format_list({}) == "NAME  STATE  VCPUS  MEMORY  UPTIME\n");
+}
+
+TEST_CASE("petrelctl: metrics and error messages", "[petrelctl]") {
+  json metrics = {{"name", "vm1"},
+                  {"host_rss_bytes", 1048576},
+                  {"vcpus", {{{"id", 0}, {"exits", {{"io", 3}}}}}},
+                  {"api", {{"requests_total", 7}}}};
+  std::string text = format_metrics(metrics);
+  CHECK(text.find("host_rss_bytes: 1 MiB\n") != std::string::npos);
+  CHECK(text.find("vcpus[0]:       exits.io=3 id=0\n") != std::string::npos);
+  CHECK(text.find("api:            requests_total=7\n") != std::string::npos);
+
+  CHECK(api_error_message(
+            409, R"({"error":{"code":"state","message":"cannot pause: the VM is paused"}})") ==
+        "cannot pause: the VM is paused");
+  CHECK(api_error_message(500, "") == "HTTP 500");
+  CHECK(api_error_message(502, "bad gateway\n") == "HTTP 502: bad gateway");
+  CHECK(api_error_message(400, R"({"error":{"message":7}})") ==
+        R"(HTTP 400: {"error":{"message":7}})");
+}
