@@ -370,3 +370,27 @@ TEST_CASE("api: metrics as JSON and as Prometheus text a real parser accepts", "
   CHECK(parsed.exit_code == 0);
   CHECK(vm.call("PUT", "/v1/vm/stop").status == 200);
 }
+
+TEST_CASE("api: device errors caused by the guest are events", "[api][hostile]") {
+  ApiPetrel vm("virtio_evil",
+               {"--no-autostart", "--rng", "--cmdline", "device=rng transport=mmio"});
+  EventFollower events(vm.socket(), vm.dir());
+  REQUIRE(vm.call("PUT", "/v1/vm/start").status == 200);
+  CHECK(vm.process().wait_exit(kWait) == 0);
+  CHECK_THAT(vm.process().out(), Contains("virtio_evil ok"));
+  REQUIRE(events.wait_for("state", {{"to", "shut-off"}}, kWait));
+  size_t device_errors = 0;
+  for (const auto& e : events.lines()) {
+    if (e["type"] == "device_error") {
+      ++device_errors;
+      CHECK(e["data"]["device"] == "rng0");
+      CHECK_FALSE(e["data"]["message"].get<std::string>().empty());
+    }
+  }
+  // One per broken chain the guest sent (five cases), at most the reporter's limit.
+  CHECK(device_errors >= 1);
+  CHECK(device_errors <= 11);
+  auto seen = transitions(events.lines());
+  CHECK(seen.front() == "created>running:start");
+  CHECK(seen.back() == "running>shut-off:guest-stopped");
+}
