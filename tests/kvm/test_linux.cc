@@ -24,6 +24,7 @@
 #include <thread>
 #include <vector>
 
+#include "api_harness.h"
 #include "background_process.h"
 #include "netns.h"
 #include "petrel_process.h"
@@ -292,4 +293,43 @@ TEST_CASE("vmlinux answers ping over virtio-net and takes entropy from virtio-rn
   // was tried as a guest-side check: it comes 30 s to never after the hwrng under load, as
   // Linux 6.1 credits hwrng input by the driver's quality, so it is not a reliable signal.)
   CHECK_THAT(petrel_run.err(), Contains("virtio-rng: served"));
+}
+
+// Graceful shutdown of the project's kernel through the API: Ctrl-Alt-Del on the i8042
+// keyboard reaches atkbd, the VT keyboard handler calls ctrl_alt_del(), and with no user space
+// the kernel restarts at once; the reset during shutting-down ends the VM (shut-off, exit 0).
+TEST_CASE("linux: API shutdown reaches the kernel as Ctrl-Alt-Del", "[linux][api]") {
+  petrel::test::ApiPetrel vm(
+      cache_file("linux/vmlinux"),
+      {"--initrd", cache_file(kTinyInitrd), "--memory", "256M", "--cmdline", kConsole});
+  petrel::test::EventFollower events(vm.socket(), vm.dir());
+  INFO("console:\n" << vm.process().out() << "\npetrel log:\n" << vm.process().err());
+  REQUIRE(
+      vm.process().wait_for_line("input: AT Translated Set 2 keyboard", std::chrono::seconds(400)));
+  auto reply = vm.call("PUT", "/v1/vm/shutdown", R"({"timeout_ms": 120000})");
+  REQUIRE(reply.status == 202);
+  auto status = vm.process().wait_exit(std::chrono::seconds(120));
+  INFO("console:\n" << vm.process().out() << "\npetrel log:\n" << vm.process().err());
+  REQUIRE(status.has_value());
+  CHECK(*status == 0);
+  CHECK_THAT(vm.process().out(), Contains("reboot: Restarting system"));
+  REQUIRE(events.wait_for("state", {{"to", "shut-off"}, {"action", "guest-stopped"}},
+                          std::chrono::seconds(10)));
+}
+
+// A kernel panic (no root file system to mount) reaches petrel through pvpanic (ACPI
+// QEMU0001, port 0x505): a "panic" event, the VM crashed, exit status 1.
+TEST_CASE("linux: a kernel panic is reported through pvpanic", "[linux][api]") {
+  petrel::test::ApiPetrel vm(
+      cache_file("linux/vmlinux"),
+      {"--memory", "256M", "--cmdline", std::string(kConsole) + "root=/dev/nonexistent panic=0"});
+  petrel::test::EventFollower events(vm.socket(), vm.dir());
+  auto status = vm.process().wait_exit(std::chrono::seconds(500));
+  INFO("console:\n" << vm.process().out() << "\npetrel log:\n" << vm.process().err());
+  REQUIRE(status.has_value());
+  CHECK(*status == 1);
+  CHECK_THAT(vm.process().out(), Contains("Kernel panic"));
+  CHECK_THAT(vm.process().err(), Contains("panicked"));
+  REQUIRE(events.wait_for("panic", nlohmann::json::object(), std::chrono::seconds(10)));
+  REQUIRE(events.wait_for("state", {{"to", "crashed"}}, std::chrono::seconds(10)));
 }
