@@ -48,6 +48,7 @@ constexpr uint8_t kCmdPulseBase = 0xf0;
 
 constexpr uint8_t kCmdWriteAux = 0xd4;
 constexpr uint8_t kSelfTestPassed = 0x55;
+constexpr size_t kOutputCapacity = 8;  // controller replies waiting in the output buffer
 constexpr uint8_t kInterfaceTestPassed = 0x00;
 constexpr uint8_t kInterfaceClockStuckHigh = 0x02;
 
@@ -317,7 +318,11 @@ bool I8042::inject_ctrl_alt_del() {
 }
 
 void I8042::push_output_locked(uint8_t value) {
-  output_.push_back(value);
+  // The real output buffer holds one byte; a few are kept so that a reply is not lost
+  // behind a keyboard byte, but a guest that never reads cannot grow it.
+  if (output_.size() < kOutputCapacity) {
+    output_.push_back(value);
+  }
 }
 
 void I8042::update_locked(bool new_byte_edge) {

@@ -20,7 +20,7 @@ constexpr uint16_t kCom1Irq = 4;   // as Vm::setup_devices wires it
 constexpr uint16_t kI8042Irq = 1;  // the PC convention; the keyboard's (devices/i8042.h)
 
 // QEMU's pvpanic ISA device (devices/pvpanic.h) at QEMU's default port.
-constexpr uint16_t kPvPanicPort = 0x505;
+constexpr uint16_t kPvPanicPort = PETREL_PORT_PVPANIC;
 
 // PCI configuration mechanism #1 (PCI Local Bus 3.0 §3.2.2.3.2): CONFIG_ADDRESS at 0xcf8,
 // CONFIG_DATA at 0xcfc.

@@ -26,6 +26,7 @@
 #define PETREL_PORT_I8042_DATA 0x60u
 #define PETREL_PORT_I8042_CMD 0x64u /* write 0xfe: system reset */
 #define PETREL_PORT_EXIT 0xf4u      /* write a byte: the VM stops, petrel exits with it */
+#define PETREL_PORT_PVPANIC 0x505u  /* pvpanic (QEMU0001): write 1 = the guest panicked */
 
 struct petrel_mem_range {
   uint64_t start; /* guest-physical, bytes */

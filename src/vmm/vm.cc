@@ -31,7 +31,6 @@ namespace {
 
 constexpr uint32_t kCom1Irq = 4;
 constexpr uint32_t kKeyboardIrq = 1;
-constexpr uint64_t kPvPanicPort = 0x505;  // QEMU's pvpanic ISA port, as Linux expects
 
 Result<void> require_cap(const KvmSystem& kvm, int cap, const char* name) {
   if (kvm.check_extension(cap) <= 0) {
@@ -141,7 +140,7 @@ Result<void> Vm::setup_devices(const VmConfig& config) {
       stop_.request({StopKind::kPanic, 0, "the guest panicked (pvpanic)"});
     }
   });
-  PETREL_TRY(pio_.insert(pvpanic, kPvPanicPort, PvPanic::kPortCount));
+  PETREL_TRY(pio_.insert(pvpanic, PETREL_PORT_PVPANIC, PvPanic::kPortCount));
   PETREL_TRY_ASSIGN(virtio_, VirtioDevices::create(config, vm_, memory_, io_, pio_, mmio_));
   if (hooks_.on_device_error) {
     virtio_->set_error_sink(hooks_.on_device_error);
@@ -309,7 +308,11 @@ void Vm::resume() {
 }
 
 void Vm::send_ctrl_alt_del() {
-  i8042_->inject_ctrl_alt_del();
+  if (!i8042_->inject_ctrl_alt_del()) {
+    spdlog::warn(
+        "Ctrl-Alt-Del not delivered (the guest turned keyboard scanning off or does not read "
+        "the keyboard): the shutdown can only end by its timeout");
+  }
 }
 
 void Vm::request_dump() {

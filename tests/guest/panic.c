@@ -3,13 +3,12 @@
  * kernel. Never exits: whoever runs it must stop the VM. */
 #include "kit/kit.h"
 
-#define PVPANIC_PORT 0x505u
 #define PVPANIC_PANICKED 0x01u
 
 void guest_main(const struct petrel_boot_info* boot_info) {
   (void)boot_info;
   kit_printf("panicking\n");
-  outb(PVPANIC_PORT, PVPANIC_PANICKED);
+  outb(PETREL_PORT_PVPANIC, PVPANIC_PANICKED);
   kit_irq_disable();
   for (;;) {
     kit_hlt();
