@@ -503,8 +503,8 @@ def loadavg():
 def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
-    ap.add_argument("--petrel", default=os.path.join(REPO, "build/src/vmm/petrel"),
-                    help="petrel binary (default: build/src/vmm/petrel)")
+    ap.add_argument("--petrel", default=os.path.join(REPO, "build/petrel"),
+                    help="petrel binary (default: build/petrel)")
     ap.add_argument("--guest", default=None,
                     help="guest for the timing, printing at once and exiting "
                          "(default: tests/guest/hello.elf of the petrel build dir)")
@@ -537,8 +537,8 @@ def main():
 
     args.petrel = os.path.abspath(args.petrel)
     if args.guest is None:
-        # build/src/vmm/petrel -> build/tests/guest/hello.elf
-        builddir = os.path.dirname(os.path.dirname(os.path.dirname(args.petrel)))
+        # build/petrel -> build/tests/guest/hello.elf
+        builddir = os.path.dirname(args.petrel)
         args.guest = os.path.join(builddir, "tests/guest/hello.elf")
     args.guest = os.path.abspath(args.guest)
     if args.rss_guest is None:

@@ -608,7 +608,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0],
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--runs", type=int, default=5, help="runs per row (default 5)")
-    ap.add_argument("--petrel", default=os.path.join(REPO, "build/src/vmm/petrel"))
+    ap.add_argument("--petrel", default=os.path.join(REPO, "build/petrel"))
     ap.add_argument("--vmlinux", default=os.path.join(cache, "linux/vmlinux"))
     ap.add_argument("--bzimage", nargs="?", const=os.path.join(cache, "linux/bzImage"),
                     default=None, metavar="PATH",

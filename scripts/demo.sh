@@ -11,5 +11,5 @@ if [ ! -f build/build.ninja ]; then
 fi
 ninja -C build >/dev/null
 
-exec ./build/src/vmm/petrel run --kernel build/tests/guest/sysinfo.elf \
+exec ./build/petrel run --kernel build/tests/guest/sysinfo.elf \
   --cmdline "console=ttyS0 petrel.demo=1" "$@"
