@@ -394,3 +394,30 @@ TEST_CASE("api: device errors caused by the guest are events", "[api][hostile]")
   CHECK(seen.front() == "created>running:start");
   CHECK(seen.back() == "running>shut-off:guest-stopped");
 }
+
+TEST_CASE("api: disk counters follow the guest's I/O", "[api]") {
+  const auto scratch = std::filesystem::temp_directory_path() /
+                       ("petrel-api-disk-" + std::to_string(::getpid()) + ".img");
+  {
+    std::ofstream image(scratch, std::ios::binary | std::ios::trunc);
+    image << std::string(1 << 20, '\0');  // zeros, as the virtio_blk guest's rw mode wants
+  }
+  ApiPetrel vm("virtio_blk", {"--name", "diskvm", "--disk", "path=" + scratch.string(), "--cmdline",
+                              "mode=flushwait"});
+  REQUIRE(vm.process().wait_for_line("virtio_blk flushed", kWait));
+  auto m = vm.call("GET", "/v1/metrics").json();
+  INFO(m.dump(2));
+  REQUIRE(m["disks"].size() == 1);
+  const auto& disk = m["disks"][0];
+  CHECK(disk["id"] == "disk0");
+  CHECK(disk["path"] == scratch.string());
+  CHECK(disk["write_ops"].get<uint64_t>() >= 1);
+  CHECK(disk["write_bytes"].get<uint64_t>() >= 4096);
+  CHECK(disk["flush_ops"].get<uint64_t>() >= 1);
+  CHECK(m["nets"].empty());
+  auto prom = vm.call("GET", "/v1/metrics/prometheus");
+  CHECK_THAT(prom.body, Contains("petrel_disk_write_bytes_total{vm=\"diskvm\",disk=\"disk0\"}"));
+  CHECK(vm.call("PUT", "/v1/vm/stop").status == 200);
+  CHECK(vm.process().wait_exit(kWait) == 0);
+  std::filesystem::remove(scratch);
+}
