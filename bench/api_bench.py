@@ -337,9 +337,12 @@ def summarize(rounds):
             if not isinstance(v, int):
                 statuses[str(v[1])] = statuses.get(str(v[1]), 0) + 1
         round_p50 = [pct(latencies(s[verb]), 50) / 1e3 for s, _ in rounds]
+        by_status = {code: pct(sorted(v[0] for v in values if str(v[1]) == code), 50) / 1e3
+                     for code in statuses}
         rows[verb] = {"n": len(ns), "p50_us": pct(ns, 50) / 1e3, "p99_us": pct(ns, 99) / 1e3,
                       "max_us": ns[-1] / 1e3, "mean_us": sum(ns) / len(ns) / 1e3,
-                      "round_p50_us": round_p50, "statuses": statuses}
+                      "round_p50_us": round_p50, "statuses": statuses,
+                      "p50_by_status_us": by_status}
     requests = sum(len(v) for k, v in merged.items() if k != "pair")
     wall_ns = sum(w for _, w in rounds)
     return {"verbs": rows, "requests_per_s": requests / (wall_ns / 1e9)}
@@ -355,6 +358,9 @@ def print_table(rows):
             if v is None:
                 continue
             answers = " ".join(f"{k}:{n}" for k, n in sorted(v["statuses"].items()))
+            if len(v["statuses"]) > 1:
+                answers += " (p50 " + ", ".join(
+                    f"{k}: {us:.0f}" for k, us in sorted(v["p50_by_status_us"].items())) + ")"
             spread = f"{min(v['round_p50_us']):.0f}-{max(v['round_p50_us']):.0f}"
             rate = f"{r['summary']['requests_per_s']:7.0f}" if first else " " * 7
             print(f"{r['target']:<24} {r['clients']:>3} {verb:<7} {v['n']:>6} "
@@ -363,7 +369,9 @@ def print_table(rows):
             first = False
     print("pair = pause + resume by the same client, back to back. p50/round: lowest and "
           "highest median of the rounds. req/s: all clients together. QMP answers: 200 = "
-          "{\"return\"}, 400 = {\"error\"}. Latency covers all answers (409s included).")
+          "{\"return\"}, 400 = {\"error\"}. Latency covers all answers (409s included); with "
+          "mixed answers, the median per status follows in parentheses. final_resume_status: "
+          "what a resume got after each race (petrel 409: the VM was running).")
 
 
 # ---------------------------------------------------------------------------------------
@@ -384,14 +392,17 @@ def measure(target, proto, paths, args, results):
             samples, wall_ns = run_clients(proto, paths, op, clients, count, warmup)
             results.setdefault((target, op, clients), []).append((samples, wall_ns))
             if op == "pause_resume":
-                ensure_running(proto, paths[0])
+                status = ensure_running(proto, paths[0])
+                results.setdefault(("final resume", target, clients), []).append(status)
 
 
 def ensure_running(proto, path):
-    """The last answered request of a race is a resume, so the VM runs; check anyway."""
+    """After a race: the last request answered was a resume, so the VM should run. Returns
+    what the final resume got (petrel: 409 = it was running, 200 = it was not)."""
     client = connect(proto, path)
-    do_verb(proto, client, "resume")
+    status = do_verb(proto, client, "resume")
     client.close()
+    return status
 
 
 def bench_petrel(args, tmpdir, results, info, pvm_mode):
@@ -515,7 +526,10 @@ def main():
                     bench_floor(args, tmpdir, results, "qmp")
     info["loadavg_end"] = loadavg()
     rows = [{"target": t, "op": op, "clients": c, "summary": summarize(rounds)}
-            for (t, op, c), rounds in results.items()]
+            for (t, op, c), rounds in results.items() if t != "final resume"]
+    info["final_resume_status"] = {f"{target}, {c} client(s)": statuses
+                                   for (t, target, c), statuses in results.items()
+                                   if t == "final resume"}
 
     if args.json_out:
         with open(args.json_out, "w") as f:
