@@ -29,7 +29,7 @@ enum class VmAction {
   kStart,
   kPause,
   kResume,
-  kShutdown,  // graceful: the ACPI power button; the guest decides when to stop
+  kShutdown,  // graceful: Ctrl-Alt-Del to the guest; it decides when to stop
   kReboot,
   kStop,  // hard: the VMM stops the vCPUs at once
   // Events from the VM: facts to record, not requests.

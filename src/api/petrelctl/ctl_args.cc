@@ -27,7 +27,7 @@ constexpr std::array kVerbDocs{
     VerbDoc{Verb::kPause, "pause", "", "pause the vCPUs", ""},
     VerbDoc{Verb::kResume, "resume", "", "resume a paused VM", ""},
     VerbDoc{Verb::kShutdown, "shutdown", "[--timeout SEC] [--wait]",
-            "ask the guest to power off (ACPI power button)",
+            "ask the guest to shut down (Ctrl-Alt-Del), stop it hard after the timeout",
             "  --timeout SEC  grace period before petrel stops the VM hard (default: petrel's,\n"
             "                 30 s); 0.001 to 3600\n"
             "  --wait         return only once the VM is shut off or petrel has exited\n"},
