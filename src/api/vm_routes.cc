@@ -196,10 +196,11 @@ Result<void> add_vm_routes(Router& router, VmControl& control) {
        {Simple{"/v1/vm/start", &VmControl::start}, Simple{"/v1/vm/pause", &VmControl::pause},
         Simple{"/v1/vm/resume", &VmControl::resume}, Simple{"/v1/vm/reboot", &VmControl::reboot},
         Simple{"/v1/vm/stop", &VmControl::stop}}) {
+    // Init-capture, not [call]: clang < 16 cannot capture a structured binding.
     PETREL_TRY(router.add(
-        "PUT", path, action_handler(control, 200, {}, [call](VmControl& c, const RequestBody&) {
-          return (c.*call)();
-        })));
+        "PUT", path,
+        action_handler(control, 200, {},
+                       [fn = call](VmControl& c, const RequestBody&) { return (c.*fn)(); })));
   }
   PETREL_TRY(router.add(
       "PUT", "/v1/vm/shutdown",

@@ -308,6 +308,7 @@ void PciTransport::bar_write(uint8_t index, uint64_t offset, std::span<const std
 
 void PciTransport::common_read(uint64_t offset, std::span<std::byte> data) {
   std::array<std::byte, 0x40> regs{};
+  static_assert(common::kSize <= regs.size());
   const uint32_t select = core_->queue_select();
   const bool queue_exists = select < core_->num_queues();
   put<uint32_t>(regs, common::kDeviceFeatureSelect, core_->device_features_select());
