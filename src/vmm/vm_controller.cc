@@ -124,7 +124,6 @@ Result<void> VmController::rebuild_locked(std::string_view initiator) {
     return std::move(fresh).error().context("rebuilding the VM for a reboot");
   }
   vm_ = std::move(fresh).value();
-  start_locked();
   events_.publish("reset", {{"initiator", initiator}});
   return {};
 }
@@ -158,8 +157,8 @@ StopReason VmController::run(std::function<void()> on_control_thread_exit) {
     } else {
       vm_ = std::move(built).value();
       if (config_.autostart) {
-        start_locked();
         (void)transition(VmAction::kStart);
+        start_locked();
       } else {
         spdlog::info("VM '{}' created; waiting for the API to start it", config_.name);
       }
@@ -177,6 +176,7 @@ StopReason VmController::run(std::function<void()> on_control_thread_exit) {
       auto rebuilt = rebuild_locked(by_api ? "api" : "guest");
       if (rebuilt) {
         (void)transition(VmAction::kReboot);
+        start_locked();
         reboot_done_.notify_all();
         continue;
       }
@@ -259,8 +259,8 @@ VmMetrics VmController::metrics() const {
 Result<VmState> VmController::start() {
   Lock lock(mutex_);
   PETREL_TRY(lifecycle_.allowed(VmAction::kStart));
-  start_locked();
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kStart));
+  start_locked();
   return t.to;
 }
 

@@ -73,7 +73,9 @@ class VmController final : public VmControl {
   // The following require mutex_.
   Result<VmTransition> transition(VmAction action);
   void start_locked();
-  // Replaces the VM with a fresh one built from the config and starts it.
+  // Replaces the VM with a fresh one built from the config (not started yet) and publishes
+  // the "reset" event; the caller publishes the transition, then starts it, so that no guest
+  // event can come before them.
   Result<void> rebuild_locked(std::string_view initiator);
   VmAction action_for_stop(const StopReason& reason) const;
   void on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout);
