@@ -39,6 +39,32 @@ Result<GuestMemory> GuestMemory::create_anonymous(std::span<const GuestRegionSpe
   return GuestMemory(std::move(regions));
 }
 
+Result<GuestMemory> GuestMemory::create_from_mappings(std::vector<GuestRegion> regions) {
+  std::sort(regions.begin(), regions.end(),
+            [](const auto& a, const auto& b) { return a.start() < b.start(); });
+  if (regions.empty()) {
+    return Error(ErrorCode::kInvalidArgument, "guest memory needs at least one region");
+  }
+  for (size_t i = 0; i < regions.size(); ++i) {
+    const auto& r = regions[i];
+    if (r.size() == 0 || r.size() % kPageSize != 0 || r.start().value() % kPageSize != 0) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("guest region at {:#x} size {:#x} is not page-aligned and non-empty",
+                               r.start().value(), r.size()));
+    }
+    if (!r.start().checked_add(r.size())) {
+      return Error(ErrorCode::kOutOfRange,
+                   fmt::format("guest region at {:#x} wraps the address space", r.start().value()));
+    }
+    if (i > 0 && regions[i - 1].end() > r.start()) {
+      return Error(ErrorCode::kInvalidArgument,
+                   fmt::format("guest regions at {:#x} and {:#x} overlap",
+                               regions[i - 1].start().value(), r.start().value()));
+    }
+  }
+  return GuestMemory(std::move(regions));
+}
+
 uint64_t GuestMemory::total_size() const {
   uint64_t total = 0;
   for (const auto& r : regions_) {

@@ -54,6 +54,9 @@ class GuestMemory {
 
   // Regions must be page-aligned, non-empty, sorted-or-not but non-overlapping.
   static Result<GuestMemory> create_anonymous(std::span<const GuestRegionSpec> specs);
+  // Adopts existing mappings (e.g. private mappings of a snapshot's memory file), each
+  // region's start and size as given; the same checks as create_anonymous.
+  static Result<GuestMemory> create_from_mappings(std::vector<GuestRegion> regions);
 
   const std::vector<GuestRegion>& regions() const { return regions_; }
   uint64_t total_size() const;

@@ -4,10 +4,13 @@
 
 #include <atomic>
 #include <cerrno>
+#include <cstring>
 
 #include <fmt/format.h>
 
 namespace petrel {
+
+static_assert(sizeof(kvm_xsave) == 4096, "kvm_xsave must have its C layout (4 KiB, flexible tail)");
 
 namespace {
 
@@ -78,6 +81,73 @@ Result<void> KvmVcpu::set_vcpu_events(const kvm_vcpu_events& events) const {
 }
 Result<kvm_mp_state> KvmVcpu::get_mp_state() const {
   return get<kvm_mp_state>(fd_.get(), KVM_GET_MP_STATE, "KVM_GET_MP_STATE");
+}
+
+Result<void> KvmVcpu::set_mp_state(const kvm_mp_state& state) const {
+  return set(fd_.get(), KVM_SET_MP_STATE, state, "KVM_SET_MP_STATE");
+}
+
+Result<std::vector<std::byte>> KvmVcpu::get_xsave(size_t bytes) const {
+  if (bytes < sizeof(kvm_xsave)) {
+    return Error(ErrorCode::kInternal, fmt::format("XSAVE area of {} bytes; KVM needs at least {}",
+                                                   bytes, sizeof(kvm_xsave)));
+  }
+  // kvm_xsave is an array of u32: keep the buffer 4-byte aligned.
+  std::vector<uint32_t> words((bytes + 3) / 4);
+  const bool xsave2 = bytes > sizeof(kvm_xsave);
+  if (::ioctl(fd_.get(), xsave2 ? KVM_GET_XSAVE2 : KVM_GET_XSAVE, words.data()) < 0) {
+    return Error::from_errno(xsave2 ? "KVM_GET_XSAVE2" : "KVM_GET_XSAVE", errno);
+  }
+  auto raw = std::as_bytes(std::span(words)).first(bytes);
+  return std::vector<std::byte>(raw.begin(), raw.end());
+}
+
+Result<void> KvmVcpu::set_xsave(std::span<const std::byte> area) const {
+  if (area.size() < sizeof(kvm_xsave)) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("XSAVE area of {} bytes; KVM_SET_XSAVE reads at least {}", area.size(),
+                             sizeof(kvm_xsave)));
+  }
+  std::vector<uint32_t> words((area.size() + 3) / 4);
+  std::memcpy(words.data(), area.data(), area.size());
+  if (::ioctl(fd_.get(), KVM_SET_XSAVE, words.data()) < 0) {
+    return Error::from_errno("KVM_SET_XSAVE", errno);
+  }
+  return {};
+}
+
+Result<kvm_xcrs> KvmVcpu::get_xcrs() const {
+  return get<kvm_xcrs>(fd_.get(), KVM_GET_XCRS, "KVM_GET_XCRS");
+}
+Result<void> KvmVcpu::set_xcrs(const kvm_xcrs& xcrs) const {
+  return set(fd_.get(), KVM_SET_XCRS, xcrs, "KVM_SET_XCRS");
+}
+Result<kvm_lapic_state> KvmVcpu::get_lapic() const {
+  return get<kvm_lapic_state>(fd_.get(), KVM_GET_LAPIC, "KVM_GET_LAPIC");
+}
+Result<void> KvmVcpu::set_lapic(const kvm_lapic_state& lapic) const {
+  return set(fd_.get(), KVM_SET_LAPIC, lapic, "KVM_SET_LAPIC");
+}
+Result<kvm_debugregs> KvmVcpu::get_debugregs() const {
+  return get<kvm_debugregs>(fd_.get(), KVM_GET_DEBUGREGS, "KVM_GET_DEBUGREGS");
+}
+Result<void> KvmVcpu::set_debugregs(const kvm_debugregs& regs) const {
+  return set(fd_.get(), KVM_SET_DEBUGREGS, regs, "KVM_SET_DEBUGREGS");
+}
+
+Result<uint32_t> KvmVcpu::get_tsc_khz() const {
+  int khz = ::ioctl(fd_.get(), KVM_GET_TSC_KHZ, 0);
+  if (khz < 0) {
+    return Error::from_errno("KVM_GET_TSC_KHZ", errno);
+  }
+  return static_cast<uint32_t>(khz);
+}
+
+Result<void> KvmVcpu::set_tsc_khz(uint32_t khz) const {
+  if (::ioctl(fd_.get(), KVM_SET_TSC_KHZ, static_cast<unsigned long>(khz)) < 0) {
+    return Error::from_errno(fmt::format("KVM_SET_TSC_KHZ {}", khz), errno);
+  }
+  return {};
 }
 
 Result<std::optional<GuestAddress>> KvmVcpu::translate(uint64_t linear) const {

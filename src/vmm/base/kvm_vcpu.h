@@ -6,6 +6,7 @@
 
 #include "vmm/base/kvm_abi.h"
 
+#include <cstddef>
 #include <cstdint>
 #include <optional>
 #include <span>
@@ -51,6 +52,29 @@ class KvmVcpu {
   Result<kvm_vcpu_events> get_vcpu_events() const;
   Result<void> set_vcpu_events(const kvm_vcpu_events& events) const;
   Result<kvm_mp_state> get_mp_state() const;
+  // KVM_SET_MP_STATE (api.rst 4.39): needs the in-kernel irqchip.
+  Result<void> set_mp_state(const kvm_mp_state& state) const;
+  // KVM_GET_XSAVE2 (api.rst 4.134) into `bytes` bytes, the size the VM's
+  // KVM_CHECK_EXTENSION(KVM_CAP_XSAVE2) answers (KvmVm::xsave_size()); a `bytes` of
+  // sizeof(kvm_xsave) (4 KiB) uses KVM_GET_XSAVE (api.rst 4.42), as on hosts without XSAVE2.
+  Result<std::vector<std::byte>> get_xsave(size_t bytes) const;
+  // KVM_SET_XSAVE (api.rst 4.43): KVM reads as many bytes as KVM_CAP_XSAVE2 says, so `area`
+  // must be at least that size (and at least 4 KiB); the caller sizes it.
+  Result<void> set_xsave(std::span<const std::byte> area) const;
+  // KVM_GET_XCRS / KVM_SET_XCRS (api.rst 4.44, 4.45; KVM_CAP_XCRS).
+  Result<kvm_xcrs> get_xcrs() const;
+  Result<void> set_xcrs(const kvm_xcrs& xcrs) const;
+  // KVM_GET_LAPIC / KVM_SET_LAPIC (api.rst 4.57, 4.58): the in-kernel LAPIC's register page.
+  // Its layout (x2APIC IDs) depends on the APIC base MSR, so set it after KVM_SET_SREGS.
+  Result<kvm_lapic_state> get_lapic() const;
+  Result<void> set_lapic(const kvm_lapic_state& lapic) const;
+  // KVM_GET_DEBUGREGS / KVM_SET_DEBUGREGS (api.rst 4.33, 4.34; KVM_CAP_DEBUGREGS).
+  Result<kvm_debugregs> get_debugregs() const;
+  Result<void> set_debugregs(const kvm_debugregs& regs) const;
+  // KVM_GET_TSC_KHZ / KVM_SET_TSC_KHZ (api.rst 4.55, 4.56): the guest TSC frequency in kHz.
+  // Setting a rate other than the host's needs TSC scaling (KVM_CAP_TSC_CONTROL).
+  Result<uint32_t> get_tsc_khz() const;
+  Result<void> set_tsc_khz(uint32_t khz) const;
   // KVM_TRANSLATE: the guest-physical address of a guest-linear one, nullopt if unmapped.
   Result<std::optional<GuestAddress>> translate(uint64_t linear) const;
 

@@ -3,6 +3,7 @@
 #include <sys/ioctl.h>
 #include <sys/mman.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <vector>
@@ -80,6 +81,57 @@ Result<void> KvmVm::irq_line(uint32_t gsi, bool level) const {
   irq.level = level ? 1 : 0;
   if (::ioctl(fd_.get(), KVM_IRQ_LINE, &irq) < 0) {
     return Error::from_errno(fmt::format("KVM_IRQ_LINE {}", gsi), errno);
+  }
+  return {};
+}
+
+size_t KvmVm::xsave_size() const {
+  const int size = check_extension(KVM_CAP_XSAVE2);
+  return std::max(sizeof(kvm_xsave), static_cast<size_t>(std::max(size, 0)));
+}
+
+Result<kvm_irqchip> KvmVm::get_irqchip(uint32_t chip_id) const {
+  kvm_irqchip chip{};
+  chip.chip_id = chip_id;
+  if (::ioctl(fd_.get(), KVM_GET_IRQCHIP, &chip) < 0) {
+    return Error::from_errno(fmt::format("KVM_GET_IRQCHIP chip {}", chip_id), errno);
+  }
+  return chip;
+}
+
+Result<void> KvmVm::set_irqchip(const kvm_irqchip& chip) const {
+  if (::ioctl(fd_.get(), KVM_SET_IRQCHIP, &chip) < 0) {
+    return Error::from_errno(fmt::format("KVM_SET_IRQCHIP chip {}", chip.chip_id), errno);
+  }
+  return {};
+}
+
+Result<kvm_pit_state2> KvmVm::get_pit2() const {
+  kvm_pit_state2 pit{};
+  if (::ioctl(fd_.get(), KVM_GET_PIT2, &pit) < 0) {
+    return Error::from_errno("KVM_GET_PIT2", errno);
+  }
+  return pit;
+}
+
+Result<void> KvmVm::set_pit2(const kvm_pit_state2& pit) const {
+  if (::ioctl(fd_.get(), KVM_SET_PIT2, &pit) < 0) {
+    return Error::from_errno("KVM_SET_PIT2", errno);
+  }
+  return {};
+}
+
+Result<kvm_clock_data> KvmVm::get_clock() const {
+  kvm_clock_data clock{};
+  if (::ioctl(fd_.get(), KVM_GET_CLOCK, &clock) < 0) {
+    return Error::from_errno("KVM_GET_CLOCK", errno);
+  }
+  return clock;
+}
+
+Result<void> KvmVm::set_clock(const kvm_clock_data& clock) const {
+  if (::ioctl(fd_.get(), KVM_SET_CLOCK, &clock) < 0) {
+    return Error::from_errno("KVM_SET_CLOCK", errno);
   }
   return {};
 }
@@ -172,6 +224,25 @@ Result<void> KvmVm::set_gsi_routing(std::span<const kvm_irq_routing_entry> entri
   if (::ioctl(fd_.get(), KVM_SET_GSI_ROUTING, routing) < 0) {
     return Error::from_errno(fmt::format("KVM_SET_GSI_ROUTING ({} entries)", entries.size()),
                              errno);
+  }
+  return {};
+}
+
+// ---- Dirty logging ----
+
+Result<void> KvmVm::get_dirty_log(uint32_t slot, uint64_t slot_pages,
+                                  std::span<uint64_t> bitmap) const {
+  uint64_t words = slot_pages / 64 + (slot_pages % 64 != 0 ? 1 : 0);
+  if (bitmap.size() < words) {
+    return Error(ErrorCode::kInvalidArgument,
+                 fmt::format("KVM_GET_DIRTY_LOG slot {}: {} pages need {} bitmap words, got {}",
+                             slot, slot_pages, words, bitmap.size()));
+  }
+  kvm_dirty_log log{};
+  log.slot = slot;
+  log.dirty_bitmap = bitmap.data();
+  if (::ioctl(fd_.get(), KVM_GET_DIRTY_LOG, &log) < 0) {
+    return Error::from_errno(fmt::format("KVM_GET_DIRTY_LOG slot {}", slot), errno);
   }
   return {};
 }
