@@ -1,4 +1,5 @@
 #include "vmm/memory_file.h"
+#include "vmm/base/state_codec.h"
 
 #include <fcntl.h>
 #include <sys/mman.h>
@@ -46,20 +47,6 @@ void zero_if_needed(std::byte* p, size_t len) {
     p += n;
     len -= n;
   }
-}
-
-void put_le(std::vector<std::byte>& out, uint64_t value, size_t bytes) {
-  for (size_t i = 0; i < bytes; ++i) {
-    out.push_back(static_cast<std::byte>(value >> (8 * i)));
-  }
-}
-
-uint64_t get_le(const std::byte* p, size_t bytes) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < bytes; ++i) {
-    value |= std::to_integer<uint64_t>(p[i]) << (8 * i);
-  }
-  return value;
 }
 
 Result<void> check_layout(const MemoryLayout& layout) {

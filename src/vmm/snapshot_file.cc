@@ -1,4 +1,5 @@
 #include "vmm/snapshot_file.h"
+#include "vmm/base/state_codec.h"
 
 #include <fcntl.h>
 #include <stdlib.h>
@@ -67,20 +68,6 @@ void sha256_block(std::array<uint32_t, 8>& h, const std::byte* block) {
   for (size_t i = 0; i < 8; ++i) {
     h[i] += add[i];
   }
-}
-
-void put_le(std::vector<std::byte>& out, uint64_t value, size_t bytes) {
-  for (size_t i = 0; i < bytes; ++i) {
-    out.push_back(static_cast<std::byte>(value >> (8 * i)));
-  }
-}
-
-uint64_t get_le(const std::byte* p, size_t bytes) {
-  uint64_t value = 0;
-  for (size_t i = 0; i < bytes; ++i) {
-    value |= std::to_integer<uint64_t>(p[i]) << (8 * i);
-  }
-  return value;
 }
 
 bool valid_name(std::string_view name) {

@@ -6,34 +6,28 @@
 
 namespace petrel {
 
-namespace {
-
-template <typename T>
-void put_le(std::vector<std::byte>& out, T v) {
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    out.push_back(static_cast<std::byte>((v >> (8 * i)) & 0xff));
+void put_le(std::vector<std::byte>& out, uint64_t value, size_t bytes) {
+  for (size_t i = 0; i < bytes; ++i) {
+    out.push_back(static_cast<std::byte>(value >> (8 * i)));
   }
 }
 
-template <typename T>
-T get_le(std::span<const std::byte> in) {
-  T v = 0;
-  for (size_t i = 0; i < sizeof(T); ++i) {
-    v |= static_cast<T>(std::to_integer<T>(in[i]) << (8 * i));
+uint64_t get_le(const std::byte* p, size_t bytes) {
+  uint64_t value = 0;
+  for (size_t i = 0; i < bytes; ++i) {
+    value |= std::to_integer<uint64_t>(p[i]) << (8 * i);
   }
-  return v;
+  return value;
 }
-
-}  // namespace
 
 void StateWriter::u8(uint8_t v) {
   out_.push_back(static_cast<std::byte>(v));
 }
 void StateWriter::u32(uint32_t v) {
-  put_le(out_, v);
+  put_le(out_, v, 4);
 }
 void StateWriter::u64(uint64_t v) {
-  put_le(out_, v);
+  put_le(out_, v, 8);
 }
 
 void StateWriter::bytes(std::span<const std::byte> data) {
@@ -66,12 +60,12 @@ Result<uint8_t> StateReader::u8() {
 
 Result<uint32_t> StateReader::u32() {
   PETREL_TRY_ASSIGN(auto b, take(4, "a u32"));
-  return get_le<uint32_t>(b);
+  return static_cast<uint32_t>(get_le(b.data(), 4));
 }
 
 Result<uint64_t> StateReader::u64() {
   PETREL_TRY_ASSIGN(auto b, take(8, "a u64"));
-  return get_le<uint64_t>(b);
+  return get_le(b.data(), 8);
 }
 
 Result<std::span<const std::byte>> StateReader::bytes(size_t max_len) {

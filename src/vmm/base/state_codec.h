@@ -25,6 +25,11 @@
 
 namespace petrel {
 
+// Little-endian integers of `bytes` bytes (1..8): the one encoding every petrel state and
+// snapshot format uses. get_le reads exactly `bytes` bytes at `p`: the caller checked them.
+void put_le(std::vector<std::byte>& out, uint64_t value, size_t bytes);
+uint64_t get_le(const std::byte* p, size_t bytes);
+
 // One tagged record of a state blob: a u32 tag and a byte string. `offset` is where the
 // payload starts in the blob (for error messages).
 struct StateRecord {
