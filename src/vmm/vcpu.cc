@@ -96,6 +96,14 @@ size_t Vcpu::exit_reason_index(const VcpuExit& exit) {
       exit);
 }
 
+uint64_t Vcpu::exit_count() const {
+  uint64_t total = 0;
+  for (const auto& count : exits_by_reason_) {
+    total += count.load(std::memory_order_relaxed);
+  }
+  return total;
+}
+
 VcpuMetrics Vcpu::metrics() const {
   VcpuMetrics m;
   m.id = vcpu_.id();
@@ -139,7 +147,6 @@ void Vcpu::run_loop() {
       ctx_.gate->park();
       continue;
     }
-    exits_.fetch_add(1, std::memory_order_relaxed);
     const VcpuExit exit = decode_exit(vcpu_.run_data(), vcpu_.run_size());
     exits_by_reason_[exit_reason_index(exit)].fetch_add(1, std::memory_order_relaxed);
     if (!handle(exit)) {

@@ -58,7 +58,8 @@ class Vcpu {
   // (for an operator looking at a guest that seems stuck: SIGUSR1 to petrel).
   void request_dump();
 
-  uint64_t exit_count() const { return exits_.load(std::memory_order_relaxed); }
+  // All exits handled so far, kicks included (the sum over exits_by_reason_).
+  uint64_t exit_count() const;
 
   // The exit reasons VcpuMetrics::exits names, in this order. "intr" also counts KVM_RUN
   // returning early for a signal or immediate_exit (a kick).
@@ -85,7 +86,6 @@ class Vcpu {
 
   KvmVcpu vcpu_;
   VcpuContext ctx_;
-  std::atomic<uint64_t> exits_{0};
   std::array<std::atomic<uint64_t>, kExitReasons.size()> exits_by_reason_{};
   ThreadCpuClock cpu_clock_;
   std::atomic<bool> started_{false};
