@@ -15,6 +15,7 @@
 #include "api/api_counters.h"
 #include "api/api_server.h"
 #include "api/metrics_routes.h"
+#include "api/migration_routes.h"
 #include "api/router.h"
 #include "api/vm_routes.h"
 #include "vmm/base/logging.h"
@@ -30,20 +31,21 @@ petrel::Result<std::unique_ptr<petrel::ApiServer>> open_api(petrel::VmController
   auto router = std::make_shared<petrel::Router>();
   PETREL_TRY(petrel::add_vm_routes(*router, controller));
   PETREL_TRY(petrel::add_metrics_routes(*router, controller, counters));
+  PETREL_TRY(petrel::add_migration_routes(*router, controller));
   PETREL_TRY_ASSIGN(auto server,
                     petrel::ApiServer::create(controller.io(), path, router, {}, counters));
   server->start();
   return server;
 }
 
-int run_vm(const petrel::VmConfig& config) {
+int run_vm(const petrel::VmConfig& config, petrel::VmOrigin origin = {}) {
   if (auto r =
           petrel::setup_logging(config.log_level, config.log_format == petrel::LogFormat::kJson);
       !r) {
     fmt::print(stderr, "petrel: {}\n", r.error().to_string());
     return petrel::kExitUsage;
   }
-  petrel::VmController controller(config, STDIN_FILENO);
+  petrel::VmController controller(config, STDIN_FILENO, std::move(origin));
   std::unique_ptr<petrel::ApiServer> api;
   if (!config.api_socket.empty()) {
     // Created on this thread before the control loop serves it; closed on the loop thread.
@@ -93,6 +95,14 @@ int main(int argc, char** argv) {
       return petrel::kExitOk;
     case petrel::CliCommandKind::kRun:
       return run_vm(command->config);
+    case petrel::CliCommandKind::kServe:
+      return run_vm(command->config, {petrel::VmOrigin::Kind::kEmpty, {}, false, {}});
+    case petrel::CliCommandKind::kRestore:
+      return run_vm(command->config,
+                    {petrel::VmOrigin::Kind::kSnapshot, command->snapshot, command->paused, {}});
+    case petrel::CliCommandKind::kReceive:
+      return run_vm(command->config,
+                    {petrel::VmOrigin::Kind::kReceive, {}, false, command->listen});
   }
   return petrel::kExitError;
 }

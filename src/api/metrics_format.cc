@@ -10,8 +10,9 @@ namespace petrel {
 
 namespace {
 
-constexpr std::array kAllStates{VmState::kCreated,      VmState::kRunning, VmState::kPaused,
-                                VmState::kShuttingDown, VmState::kShutOff, VmState::kCrashed};
+constexpr std::array kAllStates{VmState::kCreated,      VmState::kRunning,   VmState::kPaused,
+                                VmState::kShuttingDown, VmState::kShutOff,   VmState::kCrashed,
+                                VmState::kEmpty,        VmState::kReceiving, VmState::kMigrated};
 static_assert(kAllStates.size() == kVmStateCount);
 
 // `text` as valid UTF-8: invalid bytes become U+FFFD.

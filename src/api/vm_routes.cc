@@ -38,17 +38,6 @@ ApiResponse state_response(unsigned status, VmState state) {
   return json_response(status, Json{{"state", std::string(to_string(state))}});
 }
 
-// The error of an action; a 409 also carries the state the VM is in now.
-ApiResponse action_error(const Error& error, const VmControl& control) {
-  ApiResponse res = error_response(error);
-  if (error.code() == ErrorCode::kState) {
-    auto body = nlohmann::json::parse(res.body);
-    body["error"]["state"] = std::string(to_string(control.info().state));
-    res.body = dump(body);
-  }
-  return res;
-}
-
 // GET requests take no query parameters (the ones that do check theirs themselves).
 Result<void> no_query(const ApiRequest& req) {
   PETREL_TRY(parse_query(req.query, {}));
@@ -70,7 +59,7 @@ ApiHandler action_handler(VmControl& control, unsigned success_status,
     }
     Result<VmState> state = action(control, *body);
     if (!state.ok()) {
-      return action_error(state.error(), control);
+      return action_error_response(state.error(), control);
     }
     return state_response(success_status, *state);
   };
@@ -146,6 +135,16 @@ std::string event_line(const VmEvent& event) {
                      rfc3339_utc_ms(event.time), dump(nlohmann::json(event.type)),
                      dump(event.data)) +
          "\n";
+}
+
+ApiResponse action_error_response(const Error& error, const VmControl& control) {
+  ApiResponse res = error_response(error);
+  if (error.code() == ErrorCode::kState) {
+    auto body = nlohmann::json::parse(res.body);
+    body["error"]["state"] = std::string(to_string(control.info().state));
+    res.body = dump(body);
+  }
+  return res;
 }
 
 nlohmann::json vm_info_json(const VmInfo& info) {

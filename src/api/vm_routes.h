@@ -36,6 +36,10 @@ std::string rfc3339_utc_ms(std::chrono::system_clock::time_point time);
 // Strings that are not valid UTF-8 are repaired, never rejected.
 std::string event_line(const VmEvent& event);
 
+// The error response of a refused or failed action; a 409 (kState) also carries the VM's
+// current state in error.state.
+ApiResponse action_error_response(const Error& error, const VmControl& control);
+
 // The JSON of GET /v1/vm.
 nlohmann::json vm_info_json(const VmInfo& info);
 

@@ -6,6 +6,10 @@
 #include <span>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include "vmm/base/state_codec.h"
+
 namespace petrel {
 
 namespace {
@@ -92,6 +96,31 @@ constexpr std::array<uint8_t, 128> kTranslate = {
     0x55, 0x56, 0x77, 0x78, 0x79, 0x7a, 0x0e, 0x7b, 0x7c, 0x4f, 0x7d, 0x4b, 0x47, 0x7e, 0x7f, 0x6f,
     0x52, 0x53, 0x50, 0x4c, 0x4d, 0x48, 0x01, 0x45, 0x57, 0x4e, 0x51, 0x4a, 0x37, 0x49, 0x46, 0x54,
 };
+
+// State format 1: header; u8 keyboard attached (0/1), command byte, output port, last byte
+// read, last write was a command (0/1), data target (DataTarget, 0..3); the output buffer and
+// the keyboard queue as byte strings, oldest first; u8 pending keyboard command, scancode
+// set, scanning (0/1), swallowed break prefix (0/1).
+constexpr uint32_t kStateMagic = 0x32343038;  // "8042"
+constexpr uint32_t kStateVersion = 1;
+
+Result<bool> read_bool(StateReader& r, std::string_view field) {
+  PETREL_TRY_ASSIGN(uint8_t v, r.u8());
+  if (v > 1) {
+    return r.fail(fmt::format("i8042 {} is {}, expected 0 or 1", field, v));
+  }
+  return v == 1;
+}
+
+Result<std::deque<uint8_t>> read_queue(StateReader& r, std::string_view field, size_t capacity) {
+  PETREL_TRY_ASSIGN(auto bytes, r.bytes(capacity).context(
+                                    fmt::format("i8042 {} (capacity {} bytes)", field, capacity)));
+  std::deque<uint8_t> out;
+  for (std::byte b : bytes) {
+    out.push_back(std::to_integer<uint8_t>(b));
+  }
+  return out;
+}
 
 uint8_t translate(uint8_t code) {
   if (code < kTranslate.size()) {
@@ -315,6 +344,87 @@ bool I8042::inject_ctrl_alt_del() {
   keyboard_queue_.insert(keyboard_queue_.end(), codes.begin(), codes.end());
   update_locked();
   return true;
+}
+
+std::vector<std::byte> I8042::save_state() const {
+  auto as_bytes = [](const std::deque<uint8_t>& q) {
+    std::vector<std::byte> out;
+    for (uint8_t b : q) {
+      out.push_back(std::byte{b});
+    }
+    return out;
+  };
+  std::lock_guard lock(mutex_);
+  StateWriter w;
+  w.header(kStateMagic, kStateVersion);
+  w.u8(keyboard_attached_ ? 1 : 0);
+  w.u8(command_byte_);
+  w.u8(output_port_);
+  w.u8(last_output_);
+  w.u8(last_write_was_command_ ? 1 : 0);
+  w.u8(static_cast<uint8_t>(data_target_));
+  w.bytes(as_bytes(output_));
+  w.bytes(as_bytes(keyboard_queue_));
+  w.u8(keyboard_pending_command_);
+  w.u8(scancode_set_);
+  w.u8(scanning_ ? 1 : 0);
+  w.u8(translate_break_ ? 1 : 0);
+  return std::move(w).take();
+}
+
+Result<void> I8042::restore_state(std::span<const std::byte> bytes) {
+  StateReader r(bytes, "i8042 state");
+  PETREL_TRY(r.expect_header(kStateMagic, kStateVersion));
+  PETREL_TRY_ASSIGN(bool attached, read_bool(r, "keyboard attached"));
+  if (attached != keyboard_attached_) {
+    return r.fail(fmt::format("i8042 keyboard attached is {}, this controller has {}",
+                              attached ? "yes" : "no", keyboard_attached_ ? "one" : "none"));
+  }
+  PETREL_TRY_ASSIGN(uint8_t command_byte, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t output_port, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t last_output, r.u8());
+  PETREL_TRY_ASSIGN(bool last_write_was_command, read_bool(r, "last write was command"));
+  PETREL_TRY_ASSIGN(uint8_t target, r.u8());
+  if (target > static_cast<uint8_t>(DataTarget::kAux)) {
+    return r.fail(fmt::format("i8042 data target {} is not 0..3", target));
+  }
+  PETREL_TRY_ASSIGN(auto output, read_queue(r, "output buffer", kOutputCapacity));
+  PETREL_TRY_ASSIGN(auto keyboard_queue, read_queue(r, "keyboard queue", kKeyboardQueueCapacity));
+  PETREL_TRY_ASSIGN(uint8_t pending, r.u8());
+  if (pending != 0 && pending != kKbdSetLeds && pending != kKbdScancodeSet &&
+      pending != kKbdSetRate) {
+    return r.fail(
+        fmt::format("i8042 pending keyboard command {:#04x} takes no parameter", pending));
+  }
+  PETREL_TRY_ASSIGN(uint8_t scancode_set, r.u8());
+  if (scancode_set < 1 || scancode_set > 3) {
+    return r.fail(fmt::format("i8042 keyboard scancode set {} is not 1..3", scancode_set));
+  }
+  PETREL_TRY_ASSIGN(bool scanning, read_bool(r, "keyboard scanning"));
+  PETREL_TRY_ASSIGN(bool translate_break, read_bool(r, "swallowed break prefix"));
+  PETREL_TRY(r.expect_end());
+  if (!attached && (!keyboard_queue.empty() || pending != 0 || scancode_set != 2 || !scanning ||
+                    translate_break)) {
+    return r.fail("i8042 keyboard state on a controller without a keyboard");
+  }
+  if (output.empty() && !keyboard_queue.empty() && (command_byte & kCtrKbdDisable) == 0) {
+    return r.fail("i8042 keyboard queue holds bytes behind an empty output buffer");
+  }
+
+  std::lock_guard lock(mutex_);
+  command_byte_ = command_byte;
+  output_port_ = output_port;
+  last_output_ = last_output;
+  output_ = std::move(output);
+  last_write_was_command_ = last_write_was_command;
+  data_target_ = static_cast<DataTarget>(target);
+  keyboard_queue_ = std::move(keyboard_queue);
+  keyboard_pending_command_ = pending;
+  scancode_set_ = scancode_set;
+  scanning_ = scanning;
+  translate_break_ = translate_break;
+  update_locked();
+  return {};
 }
 
 void I8042::push_output_locked(uint8_t value) {

@@ -25,6 +25,12 @@
 // the line follows the state in order): it must not call back into this device. The reset
 // callback runs on the vCPU thread that requested the reset, without the mutex held. All
 // command and data bytes are guest-controlled; any value is accepted.
+//
+// State (save_state/restore_state): the controller (command byte, output port, output
+// buffer, the last byte read, which port was written last, what the next data byte means)
+// and the keyboard (its byte queue, a command awaiting its parameter, scancode set, scanning
+// on/off, a swallowed set-2 break prefix). The LEDs and typematic rate are acknowledged but
+// never stored by this model, so there is nothing of them to carry.
 #pragma once
 
 #include <cstddef>
@@ -35,9 +41,11 @@
 #include <memory>
 #include <mutex>
 #include <span>
+#include <vector>
 
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
+#include "vmm/base/result.h"
 
 namespace petrel {
 
@@ -66,6 +74,20 @@ class I8042 : public BusDevice {
   // whole sequence. Any thread.
   bool inject_ctrl_alt_del();
 
+  // Snapshot / migration state (format: a StateWriter header, then the fields; see the .cc).
+  // Called by the VM owner while every vCPU is parked and nothing injects keys.
+  std::vector<std::byte> save_state() const;
+  // Called on a controller freshly built with the same constructor (keyboard attached or
+  // not), before any vCPU runs. `bytes` is untrusted: a wrong magic or version, a truncated
+  // or oversized blob, or a state the guest could never have produced (more bytes queued
+  // than the buffers hold, scancode set outside 1..3, an unknown pending keyboard command,
+  // keyboard state on a controller without a keyboard, keyboard bytes held back from an
+  // empty output buffer while the interface is enabled) is ErrorCode::kInvalidArgument
+  // naming the field, and the controller is left unchanged. On success the IRQ line is
+  // driven as after any access: asserted when a byte waits and the command byte enables the
+  // keyboard interrupt; so restore after the in-kernel irqchip state, whose input it drives.
+  Result<void> restore_state(std::span<const std::byte> bytes);
+
  private:
   // What the next data port write means.
   enum class DataTarget { kKeyboard, kCommandByte, kOutputPort, kAux };
@@ -87,7 +109,7 @@ class I8042 : public BusDevice {
   const bool keyboard_attached_;
   const std::shared_ptr<InterruptLine> irq_;
 
-  std::mutex mutex_;
+  mutable std::mutex mutex_;
   uint8_t command_byte_;
   uint8_t output_port_;
   uint8_t last_output_ = 0;     // the byte last read from the output buffer

@@ -3,9 +3,24 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "vmm/base/state_codec.h"
+
 namespace petrel {
 
 namespace {
+
+// State format 1: header, u8 enabled (0/1), u8 function masked (0/1), u32 vector count, then
+// per vector u64 message address, u32 message data, u8 masked (0/1), u8 pending (0/1).
+constexpr uint32_t kStateMagic = 0x5849534d;  // "MSIX"
+constexpr uint32_t kStateVersion = 1;
+
+Result<bool> read_bool(StateReader& r, std::string_view field) {
+  PETREL_TRY_ASSIGN(uint8_t v, r.u8());
+  if (v > 1) {
+    return r.fail(fmt::format("MSI-X {} is {}, expected 0 or 1", field, v));
+  }
+  return v == 1;
+}
 
 void put_le(std::vector<std::byte>& out, size_t at, uint32_t value, size_t width) {
   for (size_t i = 0; i < width; ++i) {
@@ -145,6 +160,63 @@ bool Msix::trigger(uint16_t vector) {
 bool Msix::pending(uint16_t vector) const {
   std::lock_guard lock(mu_);
   return vector < vectors_.size() && vectors_[vector].pending;
+}
+
+std::vector<std::byte> Msix::save_state() const {
+  std::lock_guard lock(mu_);
+  StateWriter w;
+  w.header(kStateMagic, kStateVersion);
+  w.u8(enabled_ ? 1 : 0);
+  w.u8(function_masked_ ? 1 : 0);
+  w.u32(static_cast<uint32_t>(vectors_.size()));
+  for (const Entry& e : vectors_) {
+    w.u64(e.message.address);
+    w.u32(e.message.data);
+    w.u8(e.masked ? 1 : 0);
+    w.u8(e.pending ? 1 : 0);
+  }
+  return std::move(w).take();
+}
+
+Result<void> Msix::restore_state(std::span<const std::byte> bytes) {
+  struct Saved {
+    MsiMessage message;
+    bool masked;
+    bool pending;
+  };
+  StateReader r(bytes, "MSI-X state");
+  PETREL_TRY(r.expect_header(kStateMagic, kStateVersion));
+  PETREL_TRY_ASSIGN(bool enabled, read_bool(r, "enable"));
+  PETREL_TRY_ASSIGN(bool function_masked, read_bool(r, "function mask"));
+  PETREL_TRY_ASSIGN(uint32_t count, r.u32());
+  if (count != vectors_.size()) {
+    return r.fail(
+        fmt::format("MSI-X table size {} differs from this device's {}", count, vectors_.size()));
+  }
+  std::vector<Saved> saved;
+  saved.reserve(count);
+  for (uint32_t i = 0; i < count; ++i) {
+    Saved s{};
+    PETREL_TRY_ASSIGN(s.message.address, r.u64());
+    PETREL_TRY_ASSIGN(s.message.data, r.u32());
+    PETREL_TRY_ASSIGN(s.masked, read_bool(r, fmt::format("entry {} mask", i)));
+    PETREL_TRY_ASSIGN(s.pending, read_bool(r, fmt::format("entry {} pending bit", i)));
+    saved.push_back(s);
+  }
+  PETREL_TRY(r.expect_end());
+
+  std::lock_guard lock(mu_);
+  enabled_ = enabled;
+  function_masked_ = function_masked;
+  for (size_t i = 0; i < saved.size(); ++i) {
+    vectors_[i].message = saved[i].message;
+    vectors_[i].masked = saved[i].masked;
+    vectors_[i].pending = saved[i].pending;
+  }
+  for (Entry& e : vectors_) {
+    refresh_locked(e);
+  }
+  return {};
 }
 
 bool Msix::deliverable_locked(const Entry& e) const {

@@ -11,6 +11,10 @@
 // Thread affinity: table/PBA/control accesses on vCPU threads, trigger on the event-loop
 // thread; one mutex guards the state, and MsiVector calls are made with it held (they must
 // not call back into this object). Table contents, offsets and widths are guest-controlled.
+//
+// State (save_state/restore_state): enable and function mask, and per table entry its
+// message, mask bit and pending bit. Which route each MsiVector last received is not state:
+// restore hands the routes on as the guest's table writes would have.
 #pragma once
 
 #include <cstddef>
@@ -66,6 +70,19 @@ class Msix {
   // or left pending.
   bool trigger(uint16_t vector);
   bool pending(uint16_t vector) const;
+
+  // Snapshot / migration state (format in the .cc). Called by the VM owner while every vCPU
+  // is parked and the event loop quiesced (no trigger() meanwhile).
+  std::vector<std::byte> save_state() const;
+  // Called on an Msix freshly created with the same vector count, before any vCPU runs.
+  // `bytes` is untrusted: a wrong magic or version, a truncated or trailing blob, a table
+  // size other than vectors() or a flag byte other than 0/1 is ErrorCode::kInvalidArgument
+  // naming the field, and nothing changes. On success every entry is refreshed as after a
+  // guest table write: each deliverable one (enabled, function and entry unmasked) gets
+  // its route through MsiVector::set_route and, if its pending bit was set, is delivered;
+  // masked entries keep their pending bit and get their route when unmasked. With KVM the
+  // delivery lands in the LAPIC at once, so restore after the vCPUs' LAPIC state.
+  Result<void> restore_state(std::span<const std::byte> bytes);
 
  private:
   struct PassKey {

@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "vmm/base/state_codec.h"
+
 namespace petrel {
 
 namespace {
@@ -16,6 +18,11 @@ constexpr uint16_t kSubsystemId = 0x2e;
 constexpr uint8_t kBarCount = 6;
 // Section 6.2.2: memory space, bus master, parity error response, SERR# enable, interrupt
 // disable. No I/O BARs, so I/O space stays 0.
+constexpr uint32_t kStateMagic = 0x47464350;  // "PCFG"
+constexpr uint32_t kStateVersion = 1;
+// A walk of the capability list stops after this many entries (each takes >= 4 bytes).
+constexpr size_t kMaxCapabilities = (PciConfigSpace::kLegacySize - 0x40) / 4;
+
 constexpr uint16_t kCommandWritable = (1 << 1) | (1 << 2) | (1 << 6) | (1 << 8) | (1 << 10);
 
 }  // namespace
@@ -132,6 +139,72 @@ std::vector<PciBar> PciConfigSpace::bars() const {
     out.push_back(PciBar{i, bar_sizes_[i], GuestAddress(address), decoding});
   }
   return out;
+}
+
+std::array<std::string, PciConfigSpace::kLegacySize> PciConfigSpace::fixed_fields() const {
+  std::array<std::string, kLegacySize> name;
+  auto mark = [&](size_t from, size_t len, const std::string& what) {
+    for (size_t i = from; i < from + len && i < kLegacySize; ++i) {
+      name[i] = what;
+    }
+  };
+  // The whole type-0 header's read-only bits, then names for the fields that matter.
+  mark(0, kCapabilitiesStart, "type-0 header");
+  mark(kVendorId, 4, "vendor/device ID");
+  mark(kCommand, 2, "command");
+  mark(kStatus, 2, "status");
+  mark(kRevision, 4, "revision/class code");
+  mark(kHeaderType, 1, "header type");
+  for (uint8_t i = 0; i < kBarCount; ++i) {
+    mark(kBar0 + 4 * i, 4, fmt::format("BAR {}", i));
+  }
+  mark(kSubsystemVendorId, 4, "subsystem IDs");
+  mark(kCapabilitiesPointer, 1, "capabilities pointer");
+  mark(kInterruptPin, 1, "interrupt pin");
+  // This space's own list (built by add_capability, so it ends; bounded all the same).
+  size_t at = std::to_integer<size_t>(bytes_[kCapabilitiesPointer]);
+  for (size_t n = 0; at != 0 && at + 1 < kLegacySize && n < kMaxCapabilities; ++n) {
+    mark(at, 2, fmt::format("capability header at {:#04x}", at));
+    at = std::to_integer<size_t>(bytes_[at + 1]);
+  }
+  return name;
+}
+
+std::vector<std::byte> PciConfigSpace::save_state() const {
+  StateWriter w;
+  w.header(kStateMagic, kStateVersion);
+  w.bytes(bytes_);
+  return std::move(w).take();
+}
+
+Result<void> PciConfigSpace::restore_state(std::span<const std::byte> bytes) {
+  StateReader r(bytes, "PCI config space state");
+  PETREL_TRY(r.expect_header(kStateMagic, kStateVersion));
+  const size_t space_at = r.offset();
+  PETREL_TRY_ASSIGN(auto space, r.bytes(kLegacySize).context("PCI config space bytes"));
+  if (space.size() != kLegacySize) {
+    return r.fail_at(space_at, fmt::format("PCI config space is {} bytes, expected {}",
+                                           space.size(), kLegacySize));
+  }
+  PETREL_TRY(r.expect_end());
+  const auto fixed = fixed_fields();
+  for (size_t i = 0; i < kLegacySize; ++i) {
+    if (fixed[i].empty()) {
+      continue;
+    }
+    // Bits the guest may write are free (command bits, a BAR's address bits, ...).
+    const std::byte keep = ~writable_[i];
+    if ((space[i] & keep) != (bytes_[i] & keep)) {
+      return r.fail_at(space_at + 4 + i,
+                       fmt::format("PCI config space {}: byte {:#04x} is {:#04x}, this device has "
+                                   "{:#04x} in its fixed bits {:#04x}",
+                                   fixed[i], i, std::to_integer<unsigned>(space[i]),
+                                   std::to_integer<unsigned>(bytes_[i] & keep),
+                                   std::to_integer<unsigned>(keep)));
+    }
+  }
+  std::copy(space.begin(), space.end(), bytes_.begin());
+  return {};
 }
 
 }  // namespace petrel

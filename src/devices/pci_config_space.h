@@ -10,12 +10,22 @@
 //
 // Thread affinity: none; the owner (a PciDevice) serializes access. Offsets and widths are
 // guest-controlled: any value is accepted.
+//
+// State (save_state/restore_state): the 256 stored bytes (header, command, BAR addresses,
+// capability contents). The write masks, BAR sizes and capability layout come from
+// construction (add_memory_bar/add_capability) and are not state: restore requires a space
+// built the same way and refuses bytes whose fixed parts differ from this space's: every
+// read-only bit of the 64-byte header (IDs, class, header type, status, reserved command
+// bits, a BAR's bits outside its write mask, capabilities pointer, interrupt pin, ...) and
+// each capability's ID and next pointer. Capability bodies are taken as saved (a device may
+// update their read-only fields with store()).
 #pragma once
 
 #include <array>
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <vector>
 
 #include "devices/pci_device.h"
@@ -70,7 +80,23 @@ class PciConfigSpace {
   // The implemented BARs with their current addresses and whether memory decoding is on.
   std::vector<PciBar> bars() const;
 
+  // Snapshot / migration state (a StateWriter header and the 256 bytes). Called by the
+  // owner, serialized with its other accesses, while every vCPU is parked.
+  std::vector<std::byte> save_state() const;
+  // On a space freshly built with the same BARs and capabilities, before any vCPU runs.
+  // `bytes` is untrusted: a wrong magic or version, a truncated or trailing blob, a space
+  // other than 256 bytes or a fixed part that differs (see above) is ErrorCode::
+  // kInvalidArgument naming the field, and the space is left unchanged. This class has no
+  // BAR-move callback and calls none: whoever reacts to BAR addresses asks bars() afterwards
+  // (PciRoot::restore_state re-derives every slot's mappings and calls PciDevice::bar_mapped
+  // for each change).
+  Result<void> restore_state(std::span<const std::byte> bytes);
+
  private:
+  // The fields a restore must leave as they are, with a name for error messages ("" for a
+  // byte the guest or the device may change).
+  std::array<std::string, kLegacySize> fixed_fields() const;
+
   std::array<std::byte, kLegacySize> bytes_{};
   std::array<std::byte, kLegacySize> writable_{};
   std::array<uint32_t, 6> bar_sizes_{};  // 0: not implemented

@@ -6,12 +6,20 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "vmm/base/state_codec.h"
+
 namespace petrel {
 
 namespace {
 
 constexpr uint32_t kConfigEnable = 1u << 31;
 constexpr uint16_t kConfigSpaceSize = 4096;
+
+// State format 1: header, u32 CONFIG_ADDRESS, u32 bitmap of occupied slots (bit n: slot n,
+// bit 0 the host bridge), the host bridge's PciConfigSpace state as a byte string.
+constexpr uint32_t kStateMagic = 0x52494350;  // "PCIR"
+constexpr uint32_t kStateVersion = 1;
+constexpr size_t kMaxHostBridgeState = 1024;  // its state is 256 bytes and a few headers
 
 bool valid_width(size_t width) {
   return width == 1 || width == 2 || width == 4;
@@ -286,6 +294,55 @@ void PciRoot::window_write(uint64_t offset, std::span<const std::byte> data) {
     return;
   }
   spdlog::debug("pci: write of {} bytes at {:#x} hits no BAR", data.size(), window_base_ + offset);
+}
+
+std::vector<std::byte> PciRoot::save_state() const {
+  std::lock_guard lock(mu_);
+  uint32_t occupied = 1;
+  for (uint8_t slot = 1; slot < kSlots; ++slot) {
+    if (slots_[slot].device) {
+      occupied |= uint32_t{1} << slot;
+    }
+  }
+  StateWriter w;
+  w.header(kStateMagic, kStateVersion);
+  w.u32(config_address_);
+  w.u32(occupied);
+  w.bytes(host_bridge_.save_state());
+  return std::move(w).take();
+}
+
+Result<void> PciRoot::restore_state(std::span<const std::byte> bytes) {
+  StateReader r(bytes, "PCI root state");
+  PETREL_TRY(r.expect_header(kStateMagic, kStateVersion));
+  PETREL_TRY_ASSIGN(uint32_t address, r.u32());
+  if ((address & 3) != 0) {
+    return r.fail(fmt::format("PCI root CONFIG_ADDRESS {:#010x} has bits 1:0 set", address));
+  }
+  PETREL_TRY_ASSIGN(uint32_t occupied, r.u32());
+  PETREL_TRY_ASSIGN(auto bridge, r.bytes(kMaxHostBridgeState).context("PCI root host bridge"));
+  PETREL_TRY(r.expect_end());
+
+  std::lock_guard lock(mu_);
+  uint32_t ours = 1;
+  for (uint8_t slot = 1; slot < kSlots; ++slot) {
+    if (slots_[slot].device) {
+      ours |= uint32_t{1} << slot;
+    }
+  }
+  if (occupied != ours) {
+    return r.fail(
+        fmt::format("PCI root slots {:#010x} occupied, this root has {:#010x}", occupied, ours));
+  }
+  // The last check: on success nothing below can fail.
+  PETREL_TRY(host_bridge_.restore_state(bridge).context("PCI root host bridge"));
+  config_address_ = address;
+  for (uint8_t slot = 1; slot < kSlots; ++slot) {
+    if (slots_[slot].device) {
+      update_mappings_locked(slot);
+    }
+  }
+  return {};
 }
 
 }  // namespace petrel

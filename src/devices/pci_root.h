@@ -17,9 +17,15 @@
 // Thread affinity: add_device while the VM is built, before the bus devices are used; the
 // bus devices on vCPU threads, concurrently. One mutex guards configuration accesses and
 // the BAR table; BAR accesses are dispatched without holding it.
+//
+// State (save_state/restore_state): the CONFIG_ADDRESS latch, the host bridge's
+// configuration space and which slots hold a device (a check that the root was built the
+// same way). Each device's own state (its configuration space included) is saved by its
+// owner; the BAR mappings are derived from those spaces.
 #pragma once
 
 #include <array>
+#include <cstddef>
 #include <cstdint>
 #include <memory>
 #include <mutex>
@@ -55,6 +61,19 @@ class PciRoot : public std::enable_shared_from_this<PciRoot> {
   std::shared_ptr<BusDevice> ecam_device();
   std::shared_ptr<BusDevice> bar_window_device();
 
+  // Snapshot / migration state (format in the .cc). Called by the VM owner while every vCPU
+  // is parked.
+  std::vector<std::byte> save_state() const;
+  // Called on a root built with the same window and the same devices in the same slots,
+  // before any vCPU runs, AFTER every device's configuration space has been restored: on
+  // success it re-derives every slot's BAR mappings from the devices' bars() and calls
+  // PciDevice::bar_mapped for each BAR whose mapping changed (e.g. so a virtio-pci transport
+  // re-registers its ioeventfds), under the root's lock as on a guest write. `bytes` is
+  // untrusted: a wrong magic or version, a truncated or trailing blob, a CONFIG_ADDRESS with
+  // bits 1:0 set, another slot occupancy or a refused host bridge space is ErrorCode::
+  // kInvalidArgument naming the field, and the root is left unchanged (no bar_mapped call).
+  Result<void> restore_state(std::span<const std::byte> bytes);
+
   PciRoot(GuestAddress window_base, uint64_t window_size);  // use create()
 
  private:
@@ -87,7 +106,7 @@ class PciRoot : public std::enable_shared_from_this<PciRoot> {
 
   const uint64_t window_base_;
   const uint64_t window_size_;
-  std::mutex mu_;
+  mutable std::mutex mu_;
   uint32_t config_address_ = 0;  // guarded by mu_
   PciConfigSpace host_bridge_;   // guarded by mu_
   std::array<Slot, kSlots> slots_;

@@ -6,6 +6,10 @@
 #include <cerrno>
 #include <utility>
 
+#include <fmt/format.h>
+
+#include "vmm/base/state_codec.h"
+
 namespace petrel {
 
 namespace {
@@ -63,6 +67,31 @@ constexpr uint8_t kMsrCts = 0x10;
 constexpr uint8_t kMsrDsr = 0x20;
 constexpr uint8_t kMsrRi = 0x40;
 constexpr uint8_t kMsrDcd = 0x80;
+
+// State format 1: header, u8 IER, LCR, MCR, SCR, DLL, DLM, LSR error bits, MSR delta bits,
+// FIFO-enabled (0/1), THR-empty source latched (0/1), then the receive FIFO oldest byte
+// first as a byte string.
+constexpr uint32_t kStateMagic = 0x54524155;  // "UART"
+constexpr uint32_t kStateVersion = 1;
+constexpr uint8_t kMsrDeltaMask = 0x0f;
+
+// Reads a u8 that may only have bits of `allowed` set; `field` names it in the error.
+Result<uint8_t> read_masked(StateReader& r, std::string_view field, uint8_t allowed) {
+  PETREL_TRY_ASSIGN(uint8_t v, r.u8());
+  if ((v & ~allowed) != 0) {
+    return r.fail(
+        fmt::format("serial 16550 {} {:#04x} has bits outside {:#04x}", field, v, allowed));
+  }
+  return v;
+}
+
+Result<bool> read_bool(StateReader& r, std::string_view field) {
+  PETREL_TRY_ASSIGN(uint8_t v, r.u8());
+  if (v > 1) {
+    return r.fail(fmt::format("serial 16550 {} is {}, expected 0 or 1", field, v));
+  }
+  return v == 1;
+}
 
 // Best effort: a failing fd (EAGAIN, EPIPE, ...) loses the rest of `bytes`.
 void write_all(int fd, std::span<const std::byte> bytes) {
@@ -150,6 +179,69 @@ uint64_t Serial16550::tx_bytes() const {
 uint64_t Serial16550::rx_bytes() const {
   std::lock_guard lock(mutex_);
   return rx_bytes_;
+}
+
+std::vector<std::byte> Serial16550::save_state() const {
+  StateWriter w;
+  std::vector<std::byte> fifo;
+  {
+    std::lock_guard lock(mutex_);
+    w.header(kStateMagic, kStateVersion);
+    for (uint8_t v : {ier_, lcr_, mcr_, scr_, dll_, dlm_, lsr_errors_, msr_deltas_}) {
+      w.u8(v);
+    }
+    w.u8(fifo_enabled_ ? 1 : 0);
+    w.u8(thr_interrupt_ ? 1 : 0);
+    fifo.reserve(rx_count_);
+    for (size_t i = 0; i < rx_count_; ++i) {
+      fifo.push_back(rx_buf_[(rx_head_ + i) % kInputCapacity]);
+    }
+  }
+  w.bytes(fifo);
+  return std::move(w).take();
+}
+
+Result<void> Serial16550::restore_state(std::span<const std::byte> bytes) {
+  StateReader r(bytes, "serial 16550 state");
+  PETREL_TRY(r.expect_header(kStateMagic, kStateVersion));
+  PETREL_TRY_ASSIGN(uint8_t ier, read_masked(r, "IER", kIerMask));
+  PETREL_TRY_ASSIGN(uint8_t lcr, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t mcr, read_masked(r, "MCR", kMcrMask));
+  PETREL_TRY_ASSIGN(uint8_t scr, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t dll, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t dlm, r.u8());
+  PETREL_TRY_ASSIGN(uint8_t lsr_errors, read_masked(r, "LSR error bits", kLsrOe));
+  PETREL_TRY_ASSIGN(uint8_t msr_deltas, read_masked(r, "MSR delta bits", kMsrDeltaMask));
+  PETREL_TRY_ASSIGN(bool fifo_enabled, read_bool(r, "FIFO enable"));
+  PETREL_TRY_ASSIGN(bool thr_interrupt, read_bool(r, "THR-empty source"));
+  PETREL_TRY_ASSIGN(
+      auto fifo,
+      r.bytes(kInputCapacity)
+          .context(fmt::format("serial 16550 receive FIFO (capacity {} bytes)", kInputCapacity)));
+  PETREL_TRY(r.expect_end());
+
+  bool irq_changed = false;
+  {
+    std::lock_guard lock(mutex_);
+    ier_ = ier;
+    lcr_ = lcr;
+    mcr_ = mcr;
+    scr_ = scr;
+    dll_ = dll;
+    dlm_ = dlm;
+    lsr_errors_ = lsr_errors;
+    msr_deltas_ = msr_deltas;
+    fifo_enabled_ = fifo_enabled;
+    thr_interrupt_ = thr_interrupt;
+    std::copy(fifo.begin(), fifo.end(), rx_buf_.begin());
+    rx_head_ = 0;
+    rx_count_ = fifo.size();
+    irq_changed = update_irq_locked();
+  }
+  if (irq_changed) {
+    signal_irq();
+  }
+  return {};
 }
 
 uint8_t Serial16550::read_register_locked(uint64_t offset) {

@@ -16,6 +16,10 @@
 // is a pipe, the process must ignore SIGPIPE.
 //
 // Every register value written by the guest is guest-controlled; any value is accepted.
+//
+// State (save_state/restore_state): the registers, the receive FIFO contents and the latched
+// interrupt sources; the IRQ level is derived from them. The tx/rx counters are this
+// process's metrics and are not carried.
 #pragma once
 
 #include <array>
@@ -26,9 +30,11 @@
 #include <mutex>
 #include <optional>
 #include <span>
+#include <vector>
 
 #include "devices/bus_device.h"
 #include "devices/interrupt_line.h"
+#include "vmm/base/result.h"
 #include "vmm/base/unique_fd.h"
 
 namespace petrel {
@@ -57,6 +63,19 @@ class Serial16550 : public BusDevice {
   uint64_t tx_bytes() const;
   // Bytes push_input accepted.
   uint64_t rx_bytes() const;
+
+  // Snapshot / migration state (format: a StateWriter header, then the registers and the
+  // receive FIFO; see the .cc). Called by the VM owner while every vCPU is parked and the
+  // event loop and host input are quiesced (nothing else touches the device meanwhile).
+  std::vector<std::byte> save_state() const;
+  // Called on a device freshly built with the same construction parameters, before any
+  // vCPU runs. `bytes` is untrusted (a snapshot file, a migration stream): a wrong magic or
+  // version, a truncated or oversized blob, or a value the guest could never have produced
+  // (reserved register bits, a FIFO longer than kInputCapacity) is ErrorCode::
+  // kInvalidArgument naming the field, and the device is left unchanged. On success the IRQ
+  // line is driven to the restored level (set_level(true) when an enabled source is
+  // pending), so restore after the in-kernel irqchip state, whose input it drives.
+  Result<void> restore_state(std::span<const std::byte> bytes);
 
  private:
   // The *_locked helpers require mutex_.

@@ -326,6 +326,7 @@ void BlockDevice::on_completions(std::span<const DiskCompletion> done) {
   }
   if (!processing_ && !draining_) {
     signal_used();
+    maybe_idle();
   }
 }
 
@@ -423,6 +424,7 @@ void BlockDevice::reset() {
   broken_ = false;
   processing_ = false;
   pending_notify_ = false;
+  idle_ = nullptr;
   ++generation_;
 }
 

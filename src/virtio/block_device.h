@@ -8,6 +8,11 @@
 // or at the end of process_queue with the sync engine. Completions, used-ring updates and
 // interrupts all happen on the event-loop thread.
 //
+// Quiesce: the requests in flight are drained (completed and published in the used ring,
+// not cancelled); idle follows the last completion. Every chain popped is answered at once
+// or in flight, so nothing else is held. Device-specific state: none (the config space is
+// read-only: VIRTIO_BLK_F_CONFIG_WCE is not offered, so there is no writeback byte).
+//
 // Thread affinity: as VirtioDevice. The config space is immutable after construction, so
 // read_config needs no lock. reset() drains the backend: when it returns, no operation is in
 // flight and nothing more is written to guest memory. stats() may be read from any thread.
@@ -25,6 +30,7 @@
 #include "virtio/block_config.h"
 #include "virtio/block_request.h"
 #include "virtio/disk_backend.h"
+#include "virtio/disk_file.h"
 #include "virtio/virtio_device.h"
 
 namespace petrel::virtio {
@@ -75,12 +81,21 @@ class BlockDevice final : public VirtioDevice {
   Result<void> activate(ActivateContext ctx) override;
   void process_queue(uint16_t index) override;
   void reset() override;
+  void quiesce(std::function<void()> idle) override;
+  void unquiesce() override;
+  std::vector<std::optional<QueueIndices>> queue_indices() const override;
 
   uint64_t capacity_sectors() const { return capacity_sectors_; }
   std::string_view engine_name() const { return backend_->engine_name(); }
   const std::string& serial() const { return serial_; }
   // Requests handed to the backend and not completed yet.
   size_t in_flight() const { return backend_->in_flight(); }
+  // Releases (false) or retakes (true) the image's lock for a migration's hand-over; only
+  // while the device is quiesced (no request in flight). Any thread.
+  Result<void> set_image_locked(bool locked) const {
+    const DiskFile* file = backend_->file();
+    return file != nullptr ? file->set_locked(locked) : Result<void>{};
+  }
 
   // Any thread: relaxed reads of the counters (each monotonic; not a consistent cut).
   BlockStats stats() const;
@@ -118,6 +133,8 @@ class BlockDevice final : public VirtioDevice {
   void ring_broken(const Error& error);
   void count_success(const InFlight& entry);
   void report_io_error(DiskOpKind kind, uint64_t offset, const std::string& what);
+  // Calls idle_ once nothing is in flight (quiesce).
+  void maybe_idle();
   uint64_t tag_of(uint16_t head) const { return (generation_ << 16) | head; }
 
   std::unique_ptr<DiskBackend> backend_;
@@ -138,6 +155,7 @@ class BlockDevice final : public VirtioDevice {
   bool pending_notify_ = false;
   uint64_t generation_ = 0;                         // bumped on reset, part of every tag
   std::vector<std::optional<InFlight>> in_flight_;  // by head
+  std::function<void()> idle_;                      // quiesce waiting for the drain
   ErrorHandler error_handler_;                      // set before activation
   AtomicStats stats_;                               // written on the loop, read anywhere
 };

@@ -21,6 +21,8 @@
 
 namespace petrel::virtio {
 
+class DiskFile;
+
 enum class DiskOpKind {
   kRead,         // preadv into iov
   kWrite,        // pwritev from iov
@@ -74,6 +76,9 @@ class DiskBackend {
   // so the loop can finish) and forgets the handler. attach() starts again. Loop thread.
   virtual void detach() = 0;
   virtual size_t in_flight() const = 0;
+  // The image file (its lock is handed over during a migration, DiskFile::set_locked);
+  // null for a backend without one (tests).
+  virtual const DiskFile* file() const { return nullptr; }
 };
 
 }  // namespace petrel::virtio

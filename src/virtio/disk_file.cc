@@ -52,6 +52,27 @@ int fallocate_range(int fd, int mode, uint64_t offset, uint64_t length) {
 
 }  // namespace
 
+Result<void> DiskFile::set_locked(bool locked) const {
+  if (read_only_) {
+    return {};
+  }
+  if (!locked) {
+    if (int err = flush(); err != 0) {
+      return Error::from_errno(fmt::format("flushing disk image {}", path_.string()), err);
+    }
+  }
+  if (::flock(fd_.get(), (locked ? LOCK_EX : LOCK_UN) | LOCK_NB) != 0) {
+    int err = errno;
+    if (err == EWOULDBLOCK) {
+      return Error(
+          ErrorCode::kState,
+          fmt::format("disk image {} was taken by another process meanwhile", path_.string()), err);
+    }
+    return Error::from_errno(fmt::format("flock disk image {}", path_.string()), err);
+  }
+  return {};
+}
+
 Result<DiskFile> DiskFile::open(const std::filesystem::path& path, bool read_only, bool direct) {
   int flags = O_CLOEXEC | (read_only ? O_RDONLY : O_RDWR) | (direct ? O_DIRECT : 0);
   UniqueFd fd(::open(path.c_str(), flags));

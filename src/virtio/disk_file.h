@@ -34,6 +34,10 @@ class DiskFile {
   int read(std::span<const iovec> iov, uint64_t offset) const;
   int write(std::span<const iovec> iov, uint64_t offset, bool dsync) const;
   int flush() const;  // fdatasync
+  // Hands the image's flock to another process (a migration's destination on this host):
+  // flushes, then releases the lock (false), or takes it again (true; kState when the
+  // other process holds it now). Read-only images keep their shared lock throughout.
+  Result<void> set_locked(bool locked) const;
   // fallocate(PUNCH_HOLE | KEEP_SIZE). A file system without hole punching leaves the
   // data in place (a discard is a hint, virtio 1.2 5.2.6.2) and this returns 0.
   int discard(uint64_t offset, uint64_t length) const;

@@ -16,6 +16,7 @@ class DiskFileSync final : public DiskBackend {
   explicit DiskFileSync(DiskFile file) : file_(std::move(file)) {}
 
   std::string_view engine_name() const override { return "sync"; }
+  const DiskFile* file() const override { return &file_; }
   uint64_t size() const override { return file_.size(); }
   bool read_only() const override { return file_.read_only(); }
 

@@ -44,6 +44,7 @@ class DiskFileUring final : public DiskBackend {
   DiskFileUring& operator=(const DiskFileUring&) = delete;
 
   std::string_view engine_name() const override { return "io_uring"; }
+  const DiskFile* file() const override { return &file_; }
   uint64_t size() const override { return file_.size(); }
   bool read_only() const override { return file_.read_only(); }
 

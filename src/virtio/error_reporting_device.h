@@ -39,6 +39,15 @@ class ErrorReportingDevice final : public VirtioDevice {
   Result<void> activate(ActivateContext ctx) override;
   void process_queue(uint16_t index) override { inner_->process_queue(index); }
   void reset() override;
+  void quiesce(std::function<void()> idle) override { inner_->quiesce(std::move(idle)); }
+  void unquiesce() override { inner_->unquiesce(); }
+  std::vector<std::optional<QueueIndices>> queue_indices() const override {
+    return inner_->queue_indices();
+  }
+  std::vector<std::byte> save_state() const override { return inner_->save_state(); }
+  Result<void> restore_state(std::span<const std::byte> state) override {
+    return inner_->restore_state(state);
+  }
 
   const std::shared_ptr<VirtioDevice>& inner() const { return inner_; }
 

@@ -162,6 +162,8 @@ Result<void> NetDevice::activate(ActivateContext ctx) {
   rx_failed_ = false;
   drop_pending_rx();  // nothing from an activation that ended without a reset
   rx_chains_.clear();
+  rx_chains_gap_ = false;
+  quiesced_ = false;
   rx_used_.clear();
   active_ = true;
   process_rx();
@@ -194,7 +196,9 @@ void NetDevice::reset() {
   rx_failed_ = false;
   drop_pending_rx();
   rx_chains_.clear();
+  rx_chains_gap_ = false;
   rx_used_.clear();
+  quiesced_ = false;
 }
 
 void NetDevice::drop_pending_rx() {
@@ -224,7 +228,7 @@ Result<std::optional<DescriptorChain>> NetDevice::pop(Virtqueue& queue) {
 }
 
 void NetDevice::process_tx() {
-  if (!active_ || !tx_ || write_armed_) {
+  if (!active_ || quiesced_ || !tx_ || write_armed_) {
     return;  // while waiting for the backend to drain, the retry comes from its fd
   }
   bool used = false;
@@ -289,7 +293,7 @@ void NetDevice::process_tx() {
 }
 
 void NetDevice::process_rx() {
-  if (!active_ || !rx_ || rx_failed_) {
+  if (!active_ || quiesced_ || !rx_ || rx_failed_) {
     return;
   }
   unsigned frames = 0;
@@ -353,6 +357,7 @@ NetDevice::Delivery NetDevice::deliver_pending() {
     if ((*popped)->writable_bytes() < kHdrSize) {
       // 5.1.6.3.1: every receive buffer holds at least a header. Give it back empty.
       stats_.rx_errors.fetch_add(1, std::memory_order_relaxed);
+      rx_chains_gap_ = rx_chains_gap_ || !rx_chains_.empty();
       const UsedEntry empty{(*popped)->head(), 0};
       if (!append_used(std::span(&empty, 1))) {
         return Delivery::kRingError;
@@ -371,6 +376,7 @@ NetDevice::Delivery NetDevice::deliver_pending() {
   }
   rx_chains_.erase(rx_chains_.begin(),
                    rx_chains_.begin() + static_cast<std::ptrdiff_t>(entries->size()));
+  rx_chains_gap_ = rx_chains_gap_ && !rx_chains_.empty();
   if (!append_used(*entries)) {
     return Delivery::kRingError;
   }

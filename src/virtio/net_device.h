@@ -16,6 +16,15 @@
 // backend until the driver kicks queue 0. Used-ring updates are batched per turn and the
 // driver is interrupted when should_notify() says so. A broken ring sets DEVICE_NEEDS_RESET.
 //
+// Quiesce: the device stops reading and writing the backend (its waits are cancelled; frames
+// arriving meanwhile stay in the backend) and gives back the receive chains it holds for a
+// partly covered frame (the available index is rewound so they are popped again; if an
+// empty chain was returned among them, they are returned with length 0 instead). A frame
+// already read from the backend and not yet delivered stays in the device's bounce buffer
+// and is delivered after unquiesce; it is NOT part of the saved state, so a device restored
+// from a snapshot has lost it (as if the link dropped it; the restored counters start at 0).
+// Device-specific state: none (every config field is read-only for a VERSION_1 driver).
+//
 // Thread affinity: as VirtioDevice. The backend's readiness is watched with Asio on the
 // event loop; handlers hold a weak reference and a generation number, so a reset or the
 // device's destruction makes them no-ops. stats() may be read from any thread.
@@ -75,6 +84,9 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   Result<void> activate(ActivateContext ctx) override;
   void process_queue(uint16_t index) override;
   void reset() override;
+  void quiesce(std::function<void()> idle) override;
+  void unquiesce() override;
+  std::vector<std::optional<QueueIndices>> queue_indices() const override;
 
   const MacAddress& mac() const { return mac_; }
   // The TAP interface's name (kernel-chosen when the config left it empty); empty for a
@@ -100,6 +112,8 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   // Forgets the frame held for the guest, if any, counting it as dropped.
   void drop_pending_rx();
   void stop();
+  // Quiesce: hands the receive chains held in rx_chains_ back to the ring.
+  void release_rx_chains();
 
   // Constant after construction.
   std::unique_ptr<NetBackend> backend_;
@@ -125,7 +139,11 @@ class NetDevice final : public VirtioDevice, public std::enable_shared_from_this
   std::vector<std::byte> rx_buf_;           // header + frame from the backend
   size_t rx_pending_ = 0;                   // bytes in rx_buf_ still to deliver; 0: none
   std::vector<DescriptorChain> rx_chains_;  // popped, not yet used
-  std::vector<net::UsedEntry> rx_used_;     // filled, not yet published
+  // An empty chain was returned after the oldest of rx_chains_ was popped, so they are not
+  // the last chains popped and the available index cannot simply be rewound.
+  bool rx_chains_gap_ = false;
+  bool quiesced_ = false;
+  std::vector<net::UsedEntry> rx_used_;  // filled, not yet published
 
   struct AtomicStats {
     std::atomic<uint64_t> tx_frames{0}, tx_bytes{0}, tx_errors{0};

@@ -26,6 +26,12 @@
 // addresses also as two 32-bit halves); other writes are ignored, and reads of any width
 // return the fields' bytes. Everything the guest writes is guest-controlled.
 //
+// State (pci_transport_state.cc): the core's (TransportCore::save_state), the configuration
+// space, MSI-X (table, pending bits, enable), config_msix_vector and every queue_msix_vector.
+// The queue_select of the common configuration is the core's. After restore_state the
+// notify ioeventfds are bound when the PciRoot reports BAR 0's restored address
+// (PciRoot::restore_state calls bar_mapped), and Msix::restore_state programs the routes.
+//
 // Threading: PciDevice methods on vCPU threads; interrupt delivery on the event-loop thread
 // (TransportCore's Deliver). mu_ guards the PCI state here and is never held while calling
 // into the TransportCore (whose reset waits for the event loop).
@@ -99,6 +105,14 @@ class PciTransport final : public PciDevice {
   // Unbinds the ioeventfds and stops the core (TransportCore::stop). Call when the VM shuts
   // down, before the event loop goes away.
   void stop();
+
+  // While the device is quiesced and the vCPUs parked; any thread. kState as
+  // TransportCore::save_state.
+  Result<void> save_state(StateWriter& out) const;
+  // On a transport freshly created for the same device, before vCPUs run. `in` is untrusted:
+  // every field is checked (kInvalidArgument naming it) and nothing changes on failure. Reads
+  // `in` to its end.
+  Result<void> restore_state(StateReader& in);
 
   // Use create(); public only for std::make_shared.
   PciTransport(const PciIds& ids, NotifyBinder bind);

@@ -56,6 +56,7 @@ Result<void> RngDevice::activate(ActivateContext ctx) {
 void RngDevice::reset() {
   ++generation_;
   active_ = false;
+  quiesced_ = false;
   queue_.reset();
   mem_ = nullptr;
   irq_ = nullptr;
@@ -89,7 +90,7 @@ Result<uint32_t> RngDevice::fill(const DescriptorChain& chain) {
 }
 
 void RngDevice::process_queue(uint16_t index) {
-  if (!active_ || index != 0 || !queue_) {
+  if (!active_ || quiesced_ || index != 0 || !queue_) {
     return;
   }
   bool used = false;
@@ -143,6 +144,27 @@ void RngDevice::process_queue(uint16_t index) {
   if (*notify) {
     irq_->notify_queue(0);
   }
+}
+
+void RngDevice::quiesce(std::function<void()> idle) {
+  quiesced_ = true;
+  ++generation_;  // a posted continuation becomes a no-op
+  idle();
+}
+
+void RngDevice::unquiesce() {
+  if (!quiesced_) {
+    return;
+  }
+  quiesced_ = false;
+  process_queue(0);
+}
+
+std::vector<std::optional<QueueIndices>> RngDevice::queue_indices() const {
+  if (!queue_) {
+    return {std::nullopt};
+  }
+  return {QueueIndices{queue_->next_avail(), queue_->next_used()}};
 }
 
 void RngDevice::fail_ring(const Error& error) {

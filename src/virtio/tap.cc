@@ -66,9 +66,17 @@ Result<std::unique_ptr<Tap>> Tap::open(const TapOptions& options) {
     return Error::from_errno("open /dev/net/tun", errno);
   }
   ifreq ifr = make_ifreq(options.name.empty() ? std::string("ptap%d") : options.name);
-  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+  // Multi-queue, so that a second petrel (a migration's destination on this host) can
+  // attach while the source still holds its queue. A TAP created single-queue by someone
+  // else refuses IFF_MULTI_QUEUE (EINVAL): then attach as it is.
+  ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR | IFF_MULTI_QUEUE;
   if (::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
-    return Error::from_errno(fmt::format("TUNSETIFF {}", ifr.ifr_name), errno);
+    const int mq_err = errno;
+    ifr.ifr_flags = IFF_TAP | IFF_NO_PI | IFF_VNET_HDR;
+    if (mq_err != EINVAL || ::ioctl(fd.get(), TUNSETIFF, &ifr) < 0) {
+      return Error::from_errno(fmt::format("TUNSETIFF {}", ifr.ifr_name),
+                               mq_err != EINVAL ? mq_err : errno);
+    }
   }
   std::string name(ifr.ifr_name, ::strnlen(ifr.ifr_name, IFNAMSIZ));
   int hdr_size = static_cast<int>(net::kHdrSize);

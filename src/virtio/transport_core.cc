@@ -84,6 +84,7 @@ Result<void> TransportCore::init_queues() {
                             .kick = std::move(kick),
                             .waiter = std::move(waiter)});
   }
+  kicked_.assign(queues_.size(), false);
   return {};
 }
 

@@ -20,8 +20,12 @@
 //  - stop() runs on the loop thread (directly, or posted and waited for from another thread
 //    while the loop runs). Destroy the core on the loop thread or when no thread runs the
 //    loop, after stop() (the destructor stops it itself if needed).
+//  - quiesce / unquiesce: loop thread. save_state: any thread while quiesced (or never
+//    activated). parse_state: any thread. apply_state: on a freshly created core, before
+//    vCPUs run; the loop need not run yet (the activation it needs is posted).
 // Sources: transport_core.cc (features, status, activation), transport_core_queues.cc (queue
-// registers, kicks), transport_core_loop.cc (event-loop side).
+// registers, kicks), transport_core_loop.cc (event-loop side), transport_core_state.cc
+// (quiesce, save and restore).
 #pragma once
 
 #include <atomic>
@@ -29,6 +33,7 @@
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -40,6 +45,7 @@
 #include "vmm/base/guest_address.h"
 #include "vmm/base/guest_memory.h"
 #include "vmm/base/result.h"
+#include "vmm/base/state_codec.h"
 
 namespace petrel::virtio {
 
@@ -138,6 +144,54 @@ class TransportCore final : public VirtioInterrupt {
   void notify_config() override;
   void set_needs_reset() override;
 
+  // --- quiesce (the VMM's own, for pause / snapshot / migration) ---
+  // Loop thread. From now on a kick is consumed and noted, not acted on; an active device is
+  // asked to quiesce (VirtioDevice::quiesce) and `idle` is called once it is idle (at once
+  // when no device is active). Calling it again while quiesced is not allowed.
+  void quiesce(std::function<void()> idle);
+  // Loop thread. Ends the quiesce (also one still waiting for the device): the device
+  // resumes and every queue kicked meanwhile is processed.
+  void unquiesce();
+  bool quiesced() const { return quiesced_; }
+
+  // --- state ---
+  // What save_state records and parse_state returns: the registers, and for a device that is
+  // active (DRIVER_OK without DEVICE_NEEDS_RESET) each ready queue's indices, plus the
+  // device's own bytes.
+  struct SavedQueue {
+    uint16_t size = 0;
+    bool ready = false;
+    bool size_refused = false;
+    uint64_t desc = 0;
+    uint64_t driver = 0;
+    uint64_t device = 0;
+    std::optional<QueueIndices> indices;
+  };
+  struct SavedState {
+    uint8_t status = 0;
+    uint32_t device_features_select = 0;
+    uint32_t driver_features_select = 0;
+    uint64_t driver_features = 0;
+    bool driver_unknown_features = false;
+    uint32_t queue_select = 0;
+    uint32_t isr = 0;
+    std::vector<SavedQueue> queues;
+    std::vector<std::byte> device_state;
+  };
+  // Appends the state. kState when the core is active but not quiesced (or stopped), or the
+  // device does not report the indices of a ready queue.
+  Result<void> save_state(StateWriter& out) const;
+  // Reads and checks a state written by save_state against this core (queue count and
+  // maximum sizes, offered features, guest RAM). The bytes are untrusted: every field is
+  // checked and a bad one is a kInvalidArgument naming it; changes nothing.
+  Result<SavedState> parse_state(StateReader& in) const;
+  // Installs a state from parse_state (same core) into a core that was never activated.
+  // When the device was active, builds its queues at the saved indices and posts their
+  // activation (the DRIVER_OK path), then processes every queue once and notifies every
+  // queue (a spurious interrupt is harmless, a lost one hangs the driver). Fails (changing
+  // nothing) only when the device refuses its bytes.
+  Result<void> apply_state(SavedState state);
+
   // Use create(); public only for std::make_unique.
   TransportCore(boost::asio::io_context& io, const GuestMemory& memory,
                 std::shared_ptr<VirtioDevice> device, Deliver deliver);
@@ -176,6 +230,10 @@ class TransportCore final : public VirtioInterrupt {
   void arm_kick(uint16_t index);
   void stop_on_loop();
   void deliver_if_current(InterruptKind kind, uint16_t queue, uint64_t epoch);
+  // Loop thread: the activation of a restored active device, then a pass over every queue.
+  void run_restored_activation(uint64_t epoch, ActivateContext ctx);
+  // Status has DRIVER_OK and not DEVICE_NEEDS_RESET: the device works on its queues.
+  static bool working(uint8_t status);
   // Runs `fn` on the loop thread and waits for it (directly when already there, or when
   // the loop has stopped and nothing else runs it).
   void run_on_loop(const std::function<void()>& fn);
@@ -205,6 +263,9 @@ class TransportCore final : public VirtioInterrupt {
   bool active_ = false;
   uint64_t active_epoch_ = 0;
   std::atomic<bool> stopped_ = false;
+  // Quiesced: kicks are noted in `kicked_` (per queue) and replayed by unquiesce.
+  std::atomic<bool> quiesced_ = false;
+  std::vector<bool> kicked_;
   std::atomic<bool> exit_kick_logged_ = false;  // kick() logged once (any vCPU thread)
   // Posted handlers hold a weak_ptr to this: expired means the core is gone.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);

@@ -31,7 +31,9 @@ void TransportCore::arm_kick(uint16_t index) {
                            spdlog::warn("virtio: kick of queue {}: {}", index,
                                         r.error().to_string());
                          }
-                         if (active_) {
+                         if (quiesced_) {
+                           kicked_[index] = true;
+                         } else if (active_) {
                            device_->process_queue(index);
                          }
                          arm_kick(index);

@@ -6,12 +6,17 @@
 //  - device_type, queue_max_sizes, device_features: any thread; constant for the device's life.
 //  - read_config / write_config: vCPU threads (config-space accesses); the device guards any
 //    mutable config state itself.
-//  - activate, process_queue, reset and everything the device does with its queues and
-//    backend: the VMM event-loop thread only (the transport posts them there), so they need
-//    no locking between themselves.
+//  - activate, process_queue, reset, quiesce, unquiesce and everything the device does with
+//    its queues and backend: the VMM event-loop thread only (the transport posts them there),
+//    so they need no locking between themselves.
+//  - queue_indices, save_state: the loop thread, or any thread while the device is quiesced
+//    (the quiesce handshake orders the loop's last writes before the read).
+//  - restore_state: on a device that was never activated, before the event loop runs it.
 #pragma once
 
+#include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <span>
 #include <vector>
@@ -46,6 +51,12 @@ struct ActivateContext {
   boost::asio::io_context* io = nullptr;  // the event loop these calls run on
 };
 
+// Where a queue's device side stands (Virtqueue::next_avail / next_used), for snapshots.
+struct QueueIndices {
+  uint16_t next_avail = 0;
+  uint16_t next_used = 0;
+};
+
 class VirtioDevice {
  public:
   virtual ~VirtioDevice() = default;
@@ -74,6 +85,33 @@ class VirtioDevice {
   // queue, touches no guest memory and has no backend operation in flight; it can be
   // activated again.
   virtual void reset() = 0;
+
+  // Quiesce (the VMM's own; virtio 1.2 has no pause). Called only while active, by the
+  // transport, which then stops calling process_queue (kicks are noted and replayed after
+  // unquiesce). The device finishes what it started: backend operations in flight complete
+  // and their chains reach the used ring (drained, not cancelled), chains it popped and holds
+  // are returned or given back to the ring; then it calls `idle` once, on the loop thread
+  // (possibly from inside quiesce). From then until unquiesce() or reset() it touches neither
+  // guest memory nor its queues and acts on no backend event. Default: a device with no
+  // asynchronous work is idle at once.
+  virtual void quiesce(std::function<void()> idle) { idle(); }
+  // Ends a quiesce, also one whose `idle` has not been called yet (it is then dropped, never
+  // called). The device resumes its backend; the transport replays the kicks.
+  virtual void unquiesce() {}
+  // One entry per queue: the device-side indices of each queue it holds (nullopt: none).
+  // Default: none (the transport cannot save such a device while it is active).
+  virtual std::vector<std::optional<QueueIndices>> queue_indices() const { return {}; }
+  // Device-specific state beyond the transport's registers (config the driver wrote), saved
+  // while quiesced. Default: nothing.
+  virtual std::vector<std::byte> save_state() const { return {}; }
+  // `state` is untrusted (a snapshot file, a migration stream). On failure nothing changed.
+  // Default: only the empty state is accepted.
+  virtual Result<void> restore_state(std::span<const std::byte> state) {
+    if (!state.empty()) {
+      return Error(ErrorCode::kInvalidArgument, "device state: this device keeps none, got bytes");
+    }
+    return {};
+  }
 };
 
 }  // namespace petrel::virtio

@@ -238,16 +238,23 @@ struct GivenFlag {
   std::string_view value;
 };
 
-Result<CliCommand> parse_run(std::span<const std::string_view> args) {
+// The flags of `args` (all of them flags of kRunFlags, or of `allowed` when given); an
+// empty result with `help` set for --help / -h.
+Result<std::vector<GivenFlag>> parse_flags(std::span<const std::string_view> args, bool& help,
+                                           std::span<const std::string_view> allowed = {},
+                                           std::string_view command = "run") {
   std::vector<GivenFlag> given;
+  help = false;
   for (size_t i = 0; i < args.size(); ++i) {
     std::string_view arg = args[i];
     if (arg == "-h") {
-      return CliCommand{CliCommandKind::kHelp, {}};
+      help = true;
+      return given;
     }
     if (!arg.starts_with("--")) {
-      return usage_error("run: unexpected argument " + json_quoted(arg) +
-                         "; settings are given as flags, see petrel run --help");
+      return usage_error(std::string(command) + ": unexpected argument " + json_quoted(arg) +
+                         "; settings are given as flags, see petrel " + std::string(command) +
+                         " --help");
     }
     std::string_view name = arg;
     std::optional<std::string_view> inline_value;
@@ -256,14 +263,21 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
       inline_value = arg.substr(eq + 1);
     }
     const FlagSpec* spec = find_flag(name);
-    if (spec == nullptr) {
+    const bool permitted = allowed.empty() || name == kHelpFlag ||
+                           std::find(allowed.begin(), allowed.end(), name) != allowed.end();
+    if (spec == nullptr && allowed.empty()) {
       return unknown_flag(name);
+    }
+    if (spec == nullptr || !permitted) {
+      return usage_error(std::string(command) + ": unknown flag " + json_quoted(name) +
+                         "; see petrel " + std::string(command) + " --help");
     }
     if (spec->metavar.empty() && inline_value) {
       return usage_error(std::string(name) + ": takes no value");
     }
     if (spec->name == kHelpFlag) {
-      return CliCommand{CliCommandKind::kHelp, {}};
+      help = true;
+      return given;
     }
     if (spec->reset == nullptr &&
         std::any_of(given.begin(), given.end(),
@@ -287,18 +301,11 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
     }
     given.push_back({spec, value});
   }
+  return given;
+}
 
-  VmConfig config;
-  auto config_flag = std::find_if(given.begin(), given.end(),
-                                  [](const GivenFlag& g) { return g.spec->name == kConfigFlag; });
-  std::optional<std::filesystem::path> config_file;
-  if (config_flag != given.end()) {
-    if (config_flag->value.empty()) {
-      return usage_error(std::string(kConfigFlag) + ": must not be empty");
-    }
-    config_file = std::filesystem::path(config_flag->value);
-    PETREL_TRY_ASSIGN(config, load_config_file(*config_file));
-  }
+// Applies `given` to `config` (resets of repeatable flags first).
+Result<void> apply_flags(const std::vector<GivenFlag>& given, VmConfig& config) {
   for (const GivenFlag& flag : given) {
     if (flag.spec->reset != nullptr) {
       flag.spec->reset(config);
@@ -312,6 +319,27 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
       return with_prefix(flag.spec->name, applied.error());
     }
   }
+  return {};
+}
+
+Result<CliCommand> parse_run(std::span<const std::string_view> args) {
+  bool help = false;
+  PETREL_TRY_ASSIGN(auto given, parse_flags(args, help));
+  if (help) {
+    return CliCommand{CliCommandKind::kHelp, {}, {}, false, {}};
+  }
+  VmConfig config;
+  auto config_flag = std::find_if(given.begin(), given.end(),
+                                  [](const GivenFlag& g) { return g.spec->name == kConfigFlag; });
+  std::optional<std::filesystem::path> config_file;
+  if (config_flag != given.end()) {
+    if (config_flag->value.empty()) {
+      return usage_error(std::string(kConfigFlag) + ": must not be empty");
+    }
+    config_file = std::filesystem::path(config_flag->value);
+    PETREL_TRY_ASSIGN(config, load_config_file(*config_file));
+  }
+  PETREL_TRY(apply_flags(given, config));
   if (config.kernel.empty()) {
     return usage_error("run: --kernel is required (or \"kernel\" in the --config file)");
   }
@@ -323,32 +351,97 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
     }
     return error;
   }
-  return CliCommand{CliCommandKind::kRun, std::move(config)};
+  return CliCommand{CliCommandKind::kRun, std::move(config), {}, false, {}};
+}
+
+// The flags `petrel serve`, `restore` and `receive` take: where this petrel's console, API
+// and logs go. The guest itself comes from the snapshot or the incoming migration.
+constexpr std::array<std::string_view, 5> kHostFlags{"--api-socket", "--serial", "--name",
+                                                     "--log-level", "--log-format"};
+
+// `petrel serve [FLAGS]`, `petrel restore DIR [--paused] [FLAGS]`,
+// `petrel receive LISTEN [FLAGS]`.
+Result<CliCommand> parse_host_command(CliCommandKind kind, std::string_view command,
+                                      std::span<const std::string_view> args) {
+  CliCommand out{kind, {}, {}, false, {}};
+  std::vector<std::string_view> flags;
+  std::optional<std::string_view> operand;
+  for (size_t i = 0; i < args.size(); ++i) {
+    std::string_view arg = args[i];
+    if (kind == CliCommandKind::kRestore && arg == "--paused") {
+      out.paused = true;
+    } else if (arg.starts_with("-")) {
+      flags.push_back(arg);
+      // Every host flag takes a value: the next word is it unless written --flag=VALUE.
+      if (arg.starts_with("--") && arg.find('=') == std::string_view::npos && i + 1 < args.size() &&
+          !args[i + 1].starts_with("--")) {
+        flags.push_back(args[++i]);
+      }
+    } else if (kind != CliCommandKind::kServe && !operand) {
+      operand = arg;
+    } else {
+      return usage_error(std::string(command) + ": unexpected argument " + json_quoted(arg));
+    }
+  }
+  bool help = false;
+  PETREL_TRY_ASSIGN(auto given, parse_flags(flags, help, kHostFlags, command));
+  if (help) {
+    return CliCommand{CliCommandKind::kHelp, {}, {}, false, {}};
+  }
+  PETREL_TRY(apply_flags(given, out.config));
+  if (kind == CliCommandKind::kRestore) {
+    if (!operand || operand->empty()) {
+      return usage_error(
+          "restore: missing the snapshot directory, e.g. petrel restore "
+          "/var/lib/petrel/web-1.snap");
+    }
+    out.snapshot = std::filesystem::path(*operand);
+  } else if (kind == CliCommandKind::kReceive) {
+    if (!operand || operand->empty()) {
+      return usage_error(
+          "receive: missing the address to listen on, e.g. petrel receive tcp:0.0.0.0:4444");
+    }
+    out.listen = std::string(*operand);
+  } else if (out.config.api_socket.empty()) {
+    return usage_error("serve: --api-socket is required (the API is how the VM arrives)");
+  }
+  return out;
 }
 
 Result<CliCommand> parse_top_level(std::span<const std::string_view> args) {
   if (args.empty()) {
-    return usage_error("missing command: expected run, help or version; see petrel --help");
+    return usage_error(
+        "missing command: expected run, serve, restore, receive, help or version; see petrel "
+        "--help");
   }
   std::string_view command = args[0];
   auto rest = args.subspan(1);
   if (command == "run") {
     return parse_run(rest);
   }
+  if (command == "serve") {
+    return parse_host_command(CliCommandKind::kServe, command, rest);
+  }
+  if (command == "restore") {
+    return parse_host_command(CliCommandKind::kRestore, command, rest);
+  }
+  if (command == "receive") {
+    return parse_host_command(CliCommandKind::kReceive, command, rest);
+  }
   if (command == "help" || command == "--help" || command == "-h") {
     if (!rest.empty() && !(rest.size() == 1 && rest[0] == "run")) {
       return usage_error(std::string(command) + ": unexpected argument " + json_quoted(rest[0]));
     }
-    return CliCommand{CliCommandKind::kHelp, {}};
+    return CliCommand{CliCommandKind::kHelp, {}, {}, false, {}};
   }
   if (command == "version" || command == "--version") {
     if (!rest.empty()) {
       return usage_error(std::string(command) + ": unexpected argument " + json_quoted(rest[0]));
     }
-    return CliCommand{CliCommandKind::kVersion, {}};
+    return CliCommand{CliCommandKind::kVersion, {}, {}, false, {}};
   }
-  std::string message =
-      "unknown command " + json_quoted(command) + ": expected run, help or version";
+  std::string message = "unknown command " + json_quoted(command) +
+                        ": expected run, serve, restore, receive, help or version";
   if (command.starts_with("--") && find_flag(command.substr(0, command.find('='))) != nullptr) {
     message += "; flags go after the command, e.g. petrel run " + std::string(command);
   }
@@ -371,6 +464,14 @@ std::string usage_text() {
   std::string out =
       "Usage:\n"
       "  petrel run [FLAGS]      Boot a VM and run it until the guest powers off\n"
+      "  petrel restore DIR [--paused] [HOST FLAGS]\n"
+      "                          Build the VM saved in snapshot directory DIR and run it on\n"
+      "  petrel receive ADDR [HOST FLAGS]\n"
+      "                          Wait on ADDR (unix:PATH or tcp:HOST:PORT) for a VM migrated\n"
+      "                          from another petrel, then run it\n"
+      "  petrel serve [HOST FLAGS]\n"
+      "                          Start without a VM: the API (--api-socket, required) restores\n"
+      "                          one or receives a migration\n"
       "  petrel help             Show this help\n"
       "  petrel version          Print the version\n"
       "\n"
@@ -385,6 +486,9 @@ std::string usage_text() {
     out += indent + "e.g. " + std::string(flag.example) + "\n";
   }
   out +=
+      "\n"
+      "HOST FLAGS (serve, restore, receive): --api-socket, --serial, --name, --log-level and\n"
+      "--log-format; everything else comes from the snapshot or the migrated VM's config.\n"
       "\n"
       "Flags on the command line override the same settings from --config, in any order.\n"
       "Relative paths inside a config file resolve against the file's directory.\n"

@@ -1,7 +1,9 @@
-// The `petrel` command line: `petrel run [flags]`, `petrel help`, `petrel version`
+// The `petrel` command line: `petrel run [flags]`, `serve`, `restore DIR`, `receive ADDR`,
+// `petrel help`, `petrel version`
 // (docs/config.md lists every flag).
 #pragma once
 
+#include <filesystem>
 #include <span>
 #include <string>
 #include <string_view>
@@ -22,11 +24,19 @@ enum class CliCommandKind {
   kRun,      // boot a VM from `config`
   kHelp,     // print usage_text() to stdout, exit kExitOk
   kVersion,  // print the version to stdout, exit kExitOk
+  kServe,    // no VM: wait for the API to restore one or receive a migration
+  kRestore,  // build the VM saved in `snapshot` and run it (paused with `paused`)
+  kReceive,  // listen on `listen` for an incoming migration and run the VM it brings
 };
 
 struct CliCommand {
   CliCommandKind kind = CliCommandKind::kHelp;
-  VmConfig config;  // for kRun: passed validate_config; otherwise defaults
+  // kRun: passed validate_config. kServe/kRestore/kReceive: defaults plus the host flags
+  // (api_socket, serial, name, log_level, log_format); the rest comes with the VM.
+  VmConfig config;
+  std::filesystem::path snapshot;  // kRestore
+  bool paused = false;             // kRestore: --paused
+  std::string listen;              // kReceive: "unix:PATH" or "tcp:HOST:PORT"
 };
 
 // Parses the arguments after argv[0]. For `run`, flags override the values read from

@@ -35,6 +35,12 @@ std::string_view to_string(VmState state) {
       return "shut-off";
     case VmState::kCrashed:
       return "crashed";
+    case VmState::kEmpty:
+      return "empty";
+    case VmState::kReceiving:
+      return "receiving";
+    case VmState::kMigrated:
+      return "migrated";
   }
   return "unknown";
 }
@@ -59,6 +65,16 @@ std::string_view to_string(VmAction action) {
       return "guest-crashed";
     case VmAction::kShutdownTimeout:
       return "shutdown-timeout";
+    case VmAction::kRestore:
+      return "restore";
+    case VmAction::kReceive:
+      return "receive";
+    case VmAction::kReceived:
+      return "received";
+    case VmAction::kReceiveFailed:
+      return "receive-failed";
+    case VmAction::kMigrated:
+      return "migrated";
   }
   return "unknown";
 }

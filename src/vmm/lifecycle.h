@@ -22,6 +22,10 @@ enum class VmState {
   kShuttingDown,  // a graceful shutdown was requested; waiting for the guest
   kShutOff,       // the guest is gone (powered off, stopped hard); terminal
   kCrashed,       // the guest or KVM failed; terminal, kept for inspection
+  // Without a VM yet (`petrel serve`): waiting for a restore or an incoming migration.
+  kEmpty,
+  kReceiving,  // an incoming migration is being received
+  kMigrated,   // the VM moved to another petrel (the destination acknowledged); terminal
 };
 
 enum class VmAction {
@@ -36,15 +40,22 @@ enum class VmAction {
   kGuestStopped,     // the guest powered off or the VM stopped on its own
   kGuestCrashed,     // triple fault, emulation failure, KVM error
   kShutdownTimeout,  // a graceful shutdown took too long; the VMM stops the VM hard
+  // Snapshot and migration.
+  kRestore,        // a VM built from a snapshot, not running yet
+  kReceive,        // an incoming migration started
+  kReceived,       // the incoming migration completed: the VM runs here now
+  kReceiveFailed,  // the incoming migration failed or was cancelled; nothing was kept
+  kMigrated,       // the destination acknowledged an outgoing migration: the VM ends here
 };
 
-inline constexpr std::size_t kVmStateCount = 6;
-inline constexpr std::size_t kVmActionCount = 9;
+inline constexpr std::size_t kVmStateCount = 9;
+inline constexpr std::size_t kVmActionCount = 14;
 
-// The operator names: "created", "running", "paused", "shutting-down", "shut-off", "crashed".
+// The operator names: "created", "running", "paused", "shutting-down", "shut-off", "crashed",
+// "empty", "receiving", "migrated".
 std::string_view to_string(VmState state);
 // "start", "pause", "resume", "shutdown", "reboot", "stop", "guest-stopped", "guest-crashed",
-// "shutdown-timeout".
+// "shutdown-timeout", "restore", "receive", "received", "receive-failed", "migrated".
 std::string_view to_string(VmAction action);
 
 struct VmTransition {
@@ -77,6 +88,16 @@ inline constexpr std::array kVmTransitions{
     VmTransition{VmState::kShuttingDown, VmAction::kGuestStopped, VmState::kShutOff},
     VmTransition{VmState::kShuttingDown, VmAction::kShutdownTimeout, VmState::kShutOff},
     VmTransition{VmState::kShuttingDown, VmAction::kGuestCrashed, VmState::kCrashed},
+
+    VmTransition{VmState::kRunning, VmAction::kMigrated, VmState::kMigrated},
+    VmTransition{VmState::kPaused, VmAction::kMigrated, VmState::kMigrated},
+
+    VmTransition{VmState::kEmpty, VmAction::kRestore, VmState::kPaused},
+    VmTransition{VmState::kEmpty, VmAction::kReceive, VmState::kReceiving},
+    VmTransition{VmState::kEmpty, VmAction::kStop, VmState::kShutOff},
+    VmTransition{VmState::kReceiving, VmAction::kReceived, VmState::kRunning},
+    VmTransition{VmState::kReceiving, VmAction::kReceiveFailed, VmState::kEmpty},
+    VmTransition{VmState::kReceiving, VmAction::kStop, VmState::kShutOff},
 };
 
 // The table's target for `action` in `from`, or nullopt when the action is illegal there.

@@ -105,9 +105,14 @@ Result<void> VirtioDevices::add(std::shared_ptr<virtio::VirtioDevice> device, co
       std::move(device),
       [reporter = reporters_.back().get()](std::string m) { reporter->report(std::move(m)); });
   if (transport == VirtioTransport::kPci) {
-    return add_pci(std::move(device), description, pio, mmio);
+    PETREL_TRY(add_pci(std::move(device), description, pio, mmio));
+    virtio::PciTransport* pci = pci_transports_.back().get();
+    entries_.push_back(Entry{id, transport, &pci->core(), pci});
+    return {};
   }
-  return add_mmio(std::move(device), description, mmio);
+  PETREL_TRY(add_mmio(std::move(device), description, mmio));
+  entries_.push_back(Entry{id, transport, &mmio_transports_.back()->core(), nullptr});
+  return {};
 }
 
 Result<void> VirtioDevices::add_mmio(std::shared_ptr<virtio::VirtioDevice> device,

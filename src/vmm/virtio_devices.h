@@ -9,11 +9,20 @@
 // once the vCPUs have stopped; then destroy it (any thread: the loop no longer runs).
 //
 // Devices are named "disk0", "disk1", ... and "net0", ... in config order ("rng0" for the
-// entropy source): the ids of their metrics and error reports.
+// entropy source): the ids of their metrics and error reports, and of their saved state.
+//
+// Pause / snapshot / migration (virtio_devices_state.cc): quiesce() makes every device stop
+// touching guest memory (TransportCore::quiesce); while quiesced, save_state() gives one blob
+// with every transport's registers, queue indices and device bytes; restore_state() installs
+// such a blob into a VirtioDevices freshly built by create() from the same VmConfig.
 #pragma once
 
+#include <atomic>
+#include <chrono>
+#include <cstddef>
 #include <functional>
 #include <memory>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -55,6 +64,34 @@ class VirtioDevices {
   // Stops every transport (device reset, kick waits cancelled). Event-loop thread.
   void stop();
 
+  // Called from a thread other than the loop's while the vCPUs are parked (no register
+  // access can come). Posts the quiesce of every transport to the event loop and waits until
+  // every device is idle (VirtioDevice::quiesce: backend operations drained, held chains
+  // returned, kicks only noted). After `limit`: kInternal naming the devices still busy, and
+  // the devices are unquiesced again (posted). kState when already quiesced.
+  Result<void> quiesce(std::chrono::milliseconds limit);
+  // Any thread but the loop's: posts the end of the quiesce (devices resume, kicks noted
+  // meanwhile are processed) and returns; the loop runs it before anything posted later.
+  // Nothing when not quiesced.
+  void unquiesce();
+  bool quiesced() const { return quiesced_; }
+
+  // While quiesced: hands every writable disk image's lock over (false: flush + unlock, so
+  // that a migration's destination on this host can open it) or takes it back (true). On
+  // a failed retake the images already retaken stay locked and the error names the image.
+  Result<void> set_disk_locks(bool locked) const;
+
+  // Only while quiesced (kState otherwise); any thread. One blob (own magic and version):
+  // per device in config order its id, transport kind, device type, queue count and the
+  // transport's state.
+  Result<std::vector<std::byte>> save_state() const;
+  // On a VirtioDevices freshly built by create() from the same VmConfig, before the vCPUs
+  // run; the event loop need not run yet (the activations are posted). `state` is untrusted:
+  // a device list that differs from this VM's (ids, types, transports, queue counts) is
+  // refused naming the first difference, and every field is checked; any refusal is a
+  // kInvalidArgument naming the device and field, and nothing changed.
+  Result<void> restore_state(std::span<const std::byte> state);
+
   // Where device errors go: a device moved to DEVICE_NEEDS_RESET (a queue the driver broke,
   // a failed activation) or a block request the backend failed. Set before the devices
   // start (the event loop runs); the sink is then called on the event-loop thread, at most
@@ -79,6 +116,14 @@ class VirtioDevices {
   Result<void> add_pci(std::shared_ptr<virtio::VirtioDevice> device, const std::string& description,
                        Bus& pio, Bus& mmio);
 
+  // One per device in config order, for quiesce and state.
+  struct Entry {
+    std::string id;
+    VirtioTransport transport;
+    virtio::TransportCore* core;
+    virtio::PciTransport* pci;  // null for MMIO
+  };
+
   const KvmVm& vm_;
   const GuestMemory& memory_;
   boost::asio::io_context& io_;
@@ -102,6 +147,8 @@ class VirtioDevices {
   std::vector<std::shared_ptr<virtio::MmioTransport>> mmio_transports_;
   std::vector<std::shared_ptr<virtio::PciTransport>> pci_transports_;
   std::shared_ptr<virtio::RngDevice> rng_;
+  std::vector<Entry> entries_;
+  std::atomic<bool> quiesced_ = false;
 };
 
 }  // namespace petrel

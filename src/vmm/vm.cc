@@ -31,6 +31,8 @@ namespace {
 
 constexpr uint32_t kCom1Irq = 4;
 constexpr uint32_t kKeyboardIrq = 1;
+// How long pause() waits for in-flight device I/O (a slow disk) to complete.
+constexpr std::chrono::seconds kQuiesceTimeout{10};
 
 Result<void> require_cap(const KvmSystem& kvm, int cap, const char* name) {
   if (kvm.check_extension(cap) <= 0) {
@@ -76,6 +78,15 @@ Vm::~Vm() {
 }
 
 Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, VmHooks hooks) {
+  PETREL_TRY_ASSIGN(GuestMemory memory,
+                    GuestMemory::create_anonymous(layout::ram_regions(config.memory_bytes)));
+  PETREL_TRY_ASSIGN(auto machine, create_machine(config, std::move(memory), std::move(hooks)));
+  PETREL_TRY(machine->load_guest(config));
+  return machine;
+}
+
+Result<std::unique_ptr<Vm>> Vm::create_machine(const VmConfig& config, GuestMemory memory,
+                                               VmHooks hooks) {
   PETREL_TRY_ASSIGN(KvmSystem kvm, KvmSystem::open());
   PETREL_TRY(require_cap(kvm, KVM_CAP_IRQCHIP, "KVM_CAP_IRQCHIP"));
   PETREL_TRY(require_cap(kvm, KVM_CAP_PIT2, "KVM_CAP_PIT2"));
@@ -95,8 +106,6 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, VmHooks hooks) {
   PETREL_TRY(kvm_vm.create_irqchip());
   PETREL_TRY(kvm_vm.create_pit());
 
-  auto specs = layout::ram_regions(config.memory_bytes);
-  PETREL_TRY_ASSIGN(GuestMemory memory, GuestMemory::create_anonymous(specs));
   uint32_t slot = 0;
   for (const auto& region : memory.regions()) {
     PETREL_TRY(kvm_vm.set_memory_region(slot++, region.start(), region.size(), region.host_base()));
@@ -105,7 +114,6 @@ Result<std::unique_ptr<Vm>> Vm::create(const VmConfig& config, VmHooks hooks) {
   auto machine = std::make_unique<Vm>(std::move(kvm), std::move(kvm_vm), pvm, std::move(memory),
                                       std::move(hooks));
   PETREL_TRY(machine->setup_devices(config));
-  PETREL_TRY(machine->load_guest(config));
   return machine;
 }
 
@@ -300,10 +308,17 @@ Result<void> Vm::pause() {
     return Error(ErrorCode::kInternal,
                  fmt::format("the vCPUs did not stop within {} s", kParkTimeout.count()));
   }
+  // No device may touch guest memory while paused (a snapshot or the last migration round
+  // reads it): in-flight I/O completes, then the devices wait for unquiesce().
+  if (auto quiet = virtio_->quiesce(kQuiesceTimeout); !quiet) {
+    gate_->open();
+    return std::move(quiet).error().context("pausing the devices");
+  }
   return {};
 }
 
 void Vm::resume() {
+  virtio_->unquiesce();
   gate_->open();
 }
 

@@ -26,12 +26,14 @@
 #include "vmm/kernel_loader.h"
 #include "vmm/pvm_host.h"
 #include "vmm/serial_socket.h"
+#include "vmm/snapshot_file.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vcpu.h"
 #include "vmm/vcpu_gate.h"
 #include "vmm/virtio_devices.h"
 #include "vmm/vm_config.h"
 #include "vmm/vm_control.h"
+#include "vmm/vm_kvm_state.h"
 
 namespace petrel {
 
@@ -46,6 +48,14 @@ struct VmHooks {
 class Vm {
  public:
   static Result<std::unique_ptr<Vm>> create(const VmConfig& config, VmHooks hooks = {});
+  // Builds a VM from `config` over `memory` (the guest RAM as it was saved, regions as
+  // layout::ram_regions(config.memory_bytes)) and restores `sections` (save_state()'s, from
+  // a snapshot file or a migration stream: untrusted, every section checked) into it. Not
+  // started: start() lets the guest go on from where it was saved. `clock` as for
+  // restore_vm_kvm_state. Source: vm_state.cc.
+  static Result<std::unique_ptr<Vm>> create_restored(const VmConfig& config, GuestMemory memory,
+                                                     std::span<const StateSection> sections,
+                                                     ClockRestore clock, VmHooks hooks = {});
   ~Vm();
   Vm(const Vm&) = delete;
   Vm& operator=(const Vm&) = delete;
@@ -65,6 +75,14 @@ class Vm {
   // them; kInternal if one does not park, with the VM left running) / lets them go again.
   Result<void> pause();
   void resume();
+  // Controlling thread, while paused (pause() succeeded): the machine's state as named
+  // sections — "machine" (vCPU count, execution mode, RAM size), "vcpu.N", "kvm.vm" (irqchip,
+  // PIT, clock) and the devices' ("dev.*"). Guest RAM is not included (memory()). Source:
+  // vm_state.cc.
+  Result<std::vector<StateSection>> save_state();
+  // While paused: hands the disk images' locks to a migration's destination (false) or
+  // takes them back after a failed migration (true; see VirtioDevices::set_disk_locks).
+  Result<void> set_disk_locks(bool locked) const { return virtio_->set_disk_locks(locked); }
   // Any thread: Ctrl-Alt-Del on the i8042 keyboard (a graceful shutdown request).
   void send_ctrl_alt_del();
   // Any thread: every vCPU logs its registers (SIGUSR1).
@@ -74,13 +92,20 @@ class Vm {
   void collect_metrics(VmMetrics& out) const;
 
   ExecMode exec_mode() const { return mode_; }
+  const GuestMemory& memory() const { return memory_; }
+  const KvmVm& kvm_vm() const { return vm_; }
   StopLatch& stop_latch() { return stop_; }
 
   // Use create(); public only for std::make_unique.
   Vm(KvmSystem kvm, KvmVm vm, PvmHost pvm, GuestMemory memory, VmHooks hooks);
 
  private:
+  // KVM VM, irqchip, PIT, memory slots over `memory`, devices; no guest loaded, no vCPUs.
+  static Result<std::unique_ptr<Vm>> create_machine(const VmConfig& config, GuestMemory memory,
+                                                    VmHooks hooks);
   Result<void> setup_devices(const VmConfig& config);
+  Result<void> restore_state(const VmConfig& config, std::span<const StateSection> sections,
+                             ClockRestore clock);
   Result<void> load_guest(const VmConfig& config);
   Result<void> boot_linux(const VmConfig& config, const LoadedKernel& kernel);
   Result<void> create_vcpus(const VmConfig& config);

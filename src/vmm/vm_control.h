@@ -8,11 +8,13 @@
 
 #include <chrono>
 #include <cstdint>
+#include <filesystem>
 #include <functional>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -106,6 +108,108 @@ struct ShutdownOptions {
   std::optional<std::chrono::milliseconds> timeout;
 };
 
+// Snapshot, restore and live migration. Paths and destinations come from API clients; the
+// API layer checks their shape (absolute paths, "unix:"/"tcp:" prefixes, ranges), the
+// controller everything else.
+
+struct SnapshotRequest {
+  // A directory; created if absent, must be empty or an earlier petrel snapshot (then
+  // replaced).
+  std::filesystem::path path;
+};
+
+struct SnapshotResult {
+  std::filesystem::path path;
+  uint64_t memory_bytes_written = 0;  // guest RAM bytes actually written (the file is sparse)
+  uint64_t state_bytes = 0;           // size of the state file
+  std::chrono::milliseconds duration{0};
+};
+
+struct RestoreRequest {
+  std::filesystem::path path;  // a snapshot directory
+  bool paused = false;         // leave the restored VM paused instead of running it
+};
+
+struct MigrateSendRequest {
+  std::string destination;                  // "unix:PATH" | "tcp:HOST:PORT"
+  std::chrono::milliseconds downtime{300};  // the stop-and-copy phase's target length
+  std::chrono::milliseconds timeout{600000};
+  uint32_t max_rounds = 30;  // pre-copy rounds before stop-and-copy regardless
+};
+
+struct MigrateReceiveRequest {
+  std::string listen;  // "unix:PATH" | "tcp:HOST:PORT"
+  std::chrono::milliseconds timeout{600000};
+};
+
+enum class MigrationRole { kNone, kSend, kReceive };
+
+enum class MigrationPhase {
+  kIdle,
+  kListening,
+  kConnecting,
+  kPrecopy,
+  kStopAndCopy,
+  kCompleted,
+  kFailed,
+  kCancelled,
+};
+
+// "none", "send", "receive".
+constexpr std::string_view to_string(MigrationRole role) {
+  switch (role) {
+    case MigrationRole::kSend:
+      return "send";
+    case MigrationRole::kReceive:
+      return "receive";
+    case MigrationRole::kNone:
+      break;
+  }
+  return "none";
+}
+
+// "idle", "listening", "connecting", "precopy", "stop-and-copy", "completed", "failed",
+// "cancelled".
+constexpr std::string_view to_string(MigrationPhase phase) {
+  switch (phase) {
+    case MigrationPhase::kListening:
+      return "listening";
+    case MigrationPhase::kConnecting:
+      return "connecting";
+    case MigrationPhase::kPrecopy:
+      return "precopy";
+    case MigrationPhase::kStopAndCopy:
+      return "stop-and-copy";
+    case MigrationPhase::kCompleted:
+      return "completed";
+    case MigrationPhase::kFailed:
+      return "failed";
+    case MigrationPhase::kCancelled:
+      return "cancelled";
+    case MigrationPhase::kIdle:
+      break;
+  }
+  return "idle";
+}
+
+// The current (or last) migration of this VM; role kNone / phase kIdle when there was none.
+struct MigrationStatus {
+  MigrationRole role = MigrationRole::kNone;
+  MigrationPhase phase = MigrationPhase::kIdle;
+  std::string peer;              // the destination (send) or the connected source (receive)
+  uint32_t round = 0;            // pre-copy round, from 1
+  uint64_t bytes_sent = 0;       // bytes received, for kReceive
+  uint64_t pages = 0;            // guest pages transferred
+  uint64_t remaining_bytes = 0;  // dirty guest memory still to send (estimate)
+  uint64_t dirty_rate_bytes_per_s = 0;
+  uint64_t bandwidth_bytes_per_s = 0;
+  uint64_t expected_downtime_ms = 0;
+  std::chrono::milliseconds elapsed{0};               // since the migration started
+  std::optional<std::chrono::milliseconds> total;     // set when completed
+  std::optional<std::chrono::milliseconds> downtime;  // set when completed
+  std::string error;                                  // set when failed or cancelled
+};
+
 class VmControl {
  public:
   virtual ~VmControl() = default;
@@ -133,6 +237,20 @@ class VmControl {
   static constexpr size_t kEventHistory = 1024;
   virtual std::unique_ptr<EventSubscription> subscribe(
       uint64_t after, std::function<void(const VmEvent&)> callback) = 0;
+
+  // Writes a snapshot of the VM (which must be paused, else kState) to request.path.
+  virtual Result<SnapshotResult> snapshot(const SnapshotRequest& request) = 0;
+  // Builds the VM from a snapshot; only on a petrel started without a VM (`petrel serve`),
+  // else kState.
+  virtual Result<void> restore(const RestoreRequest& request) = 0;
+  // Starts sending the VM to request.destination and returns; progress via
+  // migration_status(). kState when the VM is not running or paused, or a migration is active.
+  virtual Result<void> migrate_send(const MigrateSendRequest& request) = 0;
+  // Starts listening for an incoming VM and returns; kState when not possible now.
+  virtual Result<void> migrate_receive(const MigrateReceiveRequest& request) = 0;
+  virtual MigrationStatus migration_status() const = 0;
+  // Cancels the active migration; kState when none is active.
+  virtual Result<void> migrate_cancel() = 0;
 };
 
 }  // namespace petrel

@@ -16,6 +16,9 @@ namespace petrel {
 namespace {
 
 constexpr std::chrono::milliseconds kStreamDrainTime{200};
+// A migrated source keeps answering a little longer, so that a client polling
+// GET /v1/migration (petrelctl migrate --wait) sees "completed" before petrel exits.
+constexpr std::chrono::milliseconds kMigratedLinger{2000};
 
 std::string_view exec_mode_name(ExecMode mode) {
   switch (mode) {
@@ -34,18 +37,24 @@ nlohmann::json state_event(const VmTransition& t) {
 }
 
 bool terminal(VmState state) {
-  return state == VmState::kShutOff || state == VmState::kCrashed;
+  return state == VmState::kShutOff || state == VmState::kCrashed || state == VmState::kMigrated;
 }
 
 }  // namespace
 
-VmController::VmController(VmConfig config, int console_fd)
-    : config_(std::move(config)), console_fd_(console_fd), work_(io_.get_executor()) {
+VmController::VmController(VmConfig config, int console_fd, VmOrigin origin)
+    : config_(config),
+      host_config_(std::move(config)),
+      origin_(std::move(origin)),
+      console_fd_(console_fd),
+      work_(io_.get_executor()),
+      lifecycle_(origin_.kind == VmOrigin::Kind::kBoot ? VmState::kCreated : VmState::kEmpty) {
   watch_signals();
   control_thread_ = std::jthread([this] { io_.run(); });
 }
 
 VmController::~VmController() {
+  end_migration();
   work_.reset();
   io_.stop();
   if (control_thread_.joinable()) {
@@ -66,6 +75,10 @@ void VmController::watch_signals() {
     if (vm_) {
       vm_->stop_latch().request({StopKind::kSignal, static_cast<uint8_t>(signo),
                                  fmt::format("stopped by signal {}", signo)});
+    } else {
+      signal_reason_ = StopReason{StopKind::kSignal, static_cast<uint8_t>(signo),
+                                  fmt::format("stopped by signal {}", signo)};
+      vm_ready_.notify_all();
     }
   });
   watch_dump_signal();
@@ -111,6 +124,7 @@ Result<VmTransition> VmController::transition(VmAction action) {
 
 void VmController::start_locked() {
   vm_->start(console_fd_);
+  vm_started_ = true;
   ++boot_count_;
   started_ = std::chrono::steady_clock::now();
   started_at_ = std::chrono::system_clock::now();
@@ -124,6 +138,7 @@ Result<void> VmController::rebuild_locked(std::string_view initiator) {
     return std::move(fresh).error().context("rebuilding the VM for a reboot");
   }
   vm_ = std::move(fresh).value();
+  vm_started_ = false;
   events_.publish("reset", {{"initiator", initiator}});
   return {};
 }
@@ -150,22 +165,57 @@ StopReason VmController::run(std::function<void()> on_control_thread_exit) {
   StopReason final_reason{StopKind::kHostError, 0, ""};
   {
     Lock lock(mutex_);
-    auto built = Vm::create(config_, hooks());
-    if (!built) {
-      final_reason.message = built.error().to_string();
-      (void)transition(VmAction::kGuestCrashed);
-    } else {
-      vm_ = std::move(built).value();
-      if (config_.autostart) {
-        (void)transition(VmAction::kStart);
-        start_locked();
-      } else {
-        spdlog::info("VM '{}' created; waiting for the API to start it", config_.name);
+    switch (origin_.kind) {
+      case VmOrigin::Kind::kBoot: {
+        auto built = Vm::create(config_, hooks());
+        if (!built) {
+          final_reason.message = built.error().to_string();
+          (void)transition(VmAction::kGuestCrashed);
+        } else {
+          vm_ = std::move(built).value();
+          if (config_.autostart) {
+            (void)transition(VmAction::kStart);
+            start_locked();
+          } else {
+            spdlog::info("VM '{}' created; waiting for the API to start it", config_.name);
+          }
+        }
+        break;
       }
+      case VmOrigin::Kind::kSnapshot:
+        if (auto restored = restore_locked({origin_.snapshot, origin_.paused}); !restored) {
+          final_reason.message = restored.error().to_string();
+          (void)transition(VmAction::kStop);
+        }
+        break;
+      case VmOrigin::Kind::kReceive:
+        if (auto receiving = receive_locked({origin_.listen}); !receiving) {
+          final_reason.message = receiving.error().to_string();
+          (void)transition(VmAction::kStop);
+        }
+        break;
+      case VmOrigin::Kind::kEmpty:
+        spdlog::info("petrel '{}' serving without a VM; waiting for a restore or a migration",
+                     config_.name);
+        break;
+    }
+    // Without a VM yet: wait for one (a restore or a migration) or for a stop.
+    if (final_reason.message.empty()) {  // nothing failed so far
+      vm_ready_.wait(lock, [&] { return vm_ != nullptr || terminal(lifecycle_.state()); });
+    }
+    if (!vm_) {
+      lock.unlock();
+      end_migration();  // stopped while receiving
+      lock.lock();
+    }
+    if (!vm_ && final_reason.message.empty()) {
+      final_reason =
+          signal_reason_.value_or(StopReason{StopKind::kStopped, 0, "stopped before a VM arrived"});
     }
   }
   while (vm_) {
     StopReason reason = vm_->wait();
+    end_migration();  // a migration of this VM cannot go on without it
     Lock lock(mutex_);
     const VmState state = lifecycle_.state();
     const bool guest_reset = reason.kind == StopKind::kReset && state == VmState::kRunning &&
@@ -195,7 +245,8 @@ StopReason VmController::run(std::function<void()> on_control_thread_exit) {
     break;
   }
   // Give event streams a moment to write the last events, then close the API on its thread.
-  std::this_thread::sleep_for(kStreamDrainTime);
+  std::this_thread::sleep_for(lifecycle_.state() == VmState::kMigrated ? kMigratedLinger
+                                                                       : kStreamDrainTime);
   std::promise<void> closed;
   boost::asio::post(io_, [&] {
     shutdown_timer_.cancel();
@@ -232,14 +283,16 @@ VmInfo VmController::info() const {
 }
 
 nlohmann::json VmController::config() const {
+  Lock lock(mutex_);
   return config_to_json(config_);
 }
 
 VmMetrics VmController::metrics() const {
   VmMetrics out;
-  out.name = config_.name;
   {
     Lock lock(mutex_);
+    out.name = config_.name;
+    out.guest_memory_bytes = config_.memory_bytes;
     out.state = lifecycle_.state();
     if (started_at_ && !terminal(out.state)) {
       out.uptime = std::chrono::duration_cast<std::chrono::nanoseconds>(
@@ -249,7 +302,6 @@ VmMetrics VmController::metrics() const {
       vm_->collect_metrics(out);
     }
   }
-  out.guest_memory_bytes = config_.memory_bytes;
   if (auto rss = host_rss_bytes()) {
     out.host_rss_bytes = *rss;
   }
@@ -267,6 +319,7 @@ Result<VmState> VmController::start() {
 Result<VmState> VmController::pause() {
   Lock lock(mutex_);
   PETREL_TRY(lifecycle_.allowed(VmAction::kPause));
+  PETREL_TRY(refuse_while_migrating_locked(VmAction::kPause));
   PETREL_TRY(vm_->pause());
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kPause));
   return t.to;
@@ -275,7 +328,14 @@ Result<VmState> VmController::pause() {
 Result<VmState> VmController::resume() {
   Lock lock(mutex_);
   PETREL_TRY(lifecycle_.allowed(VmAction::kResume));
-  vm_->resume();
+  PETREL_TRY(refuse_while_migrating_locked(VmAction::kResume));
+  if (vm_started_) {
+    vm_->resume();
+  } else {  // restored paused: its vCPUs never ran here
+    PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kResume));
+    start_locked();
+    return t.to;
+  }
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kResume));
   return t.to;
 }
@@ -283,6 +343,7 @@ Result<VmState> VmController::resume() {
 Result<VmState> VmController::shutdown(const ShutdownOptions& options) {
   Lock lock(mutex_);
   PETREL_TRY(lifecycle_.allowed(VmAction::kShutdown));
+  PETREL_TRY(refuse_while_migrating_locked(VmAction::kShutdown));
   vm_->send_ctrl_alt_del();
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kShutdown));
   const uint32_t boot = boot_count_;
@@ -314,6 +375,7 @@ void VmController::on_shutdown_timer(uint32_t boot, std::chrono::milliseconds ti
 Result<VmState> VmController::reboot() {
   Lock lock(mutex_);
   PETREL_TRY(lifecycle_.allowed(VmAction::kReboot));
+  PETREL_TRY(refuse_while_migrating_locked(VmAction::kReboot));
   const uint32_t boot = boot_count_;
   reboot_requested_ = true;
   reboot_error_.reset();
@@ -328,7 +390,17 @@ Result<VmState> VmController::reboot() {
 Result<VmState> VmController::stop() {
   Lock lock(mutex_);
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kStop));
-  vm_->stop_latch().request({StopKind::kStopped, 0, "stopped through the API"});
+  if (migration_active_ && sender_) {
+    sender_->cancel();  // the source resumes, then stops
+  }
+  if (migration_active_ && receiver_) {
+    receiver_->cancel();
+  }
+  if (vm_) {
+    vm_->stop_latch().request({StopKind::kStopped, 0, "stopped through the API"});
+  } else {
+    vm_ready_.notify_all();
+  }
   return t.to;
 }
 

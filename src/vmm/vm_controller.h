@@ -27,6 +27,8 @@
 
 #include "vmm/event_log.h"
 #include "vmm/lifecycle.h"
+#include "vmm/migration_receiver.h"
+#include "vmm/migration_sender.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vm.h"
 #include "vmm/vm_config.h"
@@ -34,11 +36,27 @@
 
 namespace petrel {
 
+// Where run() gets its VM from.
+struct VmOrigin {
+  enum class Kind {
+    kBoot,      // build it from the config and boot the kernel (`petrel run`)
+    kEmpty,     // none yet: the API restores one or receives a migration (`petrel serve`)
+    kSnapshot,  // restore `snapshot` (`petrel restore DIR`)
+    kReceive,   // receive a migration on `listen` (`petrel receive ADDR`)
+  };
+  Kind kind = Kind::kBoot;
+  std::filesystem::path snapshot;
+  bool paused = false;  // kSnapshot: leave it paused
+  std::string listen;
+};
+
 class VmController final : public VmControl {
  public:
-  // `config` must have passed validate_config. `console_fd` as for Vm::start. Starts the
-  // control thread; nothing is built until run().
-  VmController(VmConfig config, int console_fd);
+  // `config` must have passed validate_config for kBoot; for the other origins it holds the
+  // host settings (api_socket, serial, name, logging) and the VM's own config arrives with
+  // it. `console_fd` as for Vm::start. Starts the control thread; nothing is built until
+  // run().
+  VmController(VmConfig config, int console_fd, VmOrigin origin = {});
   ~VmController() override;
   VmController(const VmController&) = delete;
   VmController& operator=(const VmController&) = delete;
@@ -63,6 +81,13 @@ class VmController final : public VmControl {
   Result<VmState> stop() override;
   std::unique_ptr<EventSubscription> subscribe(
       uint64_t after, std::function<void(const VmEvent&)> callback) override;
+  // Snapshot and restore (vm_controller_snapshot.cc); migration (vm_controller_migration.cc).
+  Result<SnapshotResult> snapshot(const SnapshotRequest& request) override;
+  Result<void> restore(const RestoreRequest& request) override;
+  Result<void> migrate_send(const MigrateSendRequest& request) override;
+  Result<void> migrate_receive(const MigrateReceiveRequest& request) override;
+  MigrationStatus migration_status() const override;
+  Result<void> migrate_cancel() override;
 
   EventLog& events() { return events_; }
 
@@ -78,11 +103,33 @@ class VmController final : public VmControl {
   // event can come before them.
   Result<void> rebuild_locked(std::string_view initiator);
   VmAction action_for_stop(const StopReason& reason) const;
+  // Builds the VM of the snapshot at request.path (state empty -> paused, and on to running
+  // unless request.paused).
+  Result<void> restore_locked(const RestoreRequest& request);
+  // The VM's config with this petrel's host settings (api_socket, serial, logging; the
+  // name unless it is the default).
+  VmConfig with_host_settings(VmConfig vm_config) const;
+  // Installs a VM built from saved state (not started) and wakes run().
+  void adopt_locked(std::unique_ptr<Vm> vm, VmConfig vm_config);
+  // Migration (vm_controller_migration.cc). receive_locked listens (errors come back at
+  // once) and receives on the migration thread (state empty -> receiving).
+  Result<void> receive_locked(const MigrateReceiveRequest& request);
+  bool migration_active_locked() const { return migration_active_; }
+  MigrationStatus migration_status_locked() const;
+  Result<void> refuse_while_migrating_locked(VmAction action) const;
+  // Without mutex_: cancels a migration in progress and joins the migration thread.
+  void end_migration();
+  // `left_paused`: the source could not take its disks back (the destination has them).
+  void finish_send(Result<MigrationResult> result, bool left_paused);
+  void finish_receive(Result<MigrationReceiveResult> result, std::unique_ptr<Vm> vm,
+                      std::optional<VmConfig> vm_config);
   void on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout);
   void watch_signals();
   void watch_dump_signal();
 
-  const VmConfig config_;
+  VmConfig config_;  // guarded by mutex_ (replaced by a restore or an incoming migration)
+  const VmConfig host_config_;
+  const VmOrigin origin_;
   const int console_fd_;
   EventLog events_;
 
@@ -94,14 +141,29 @@ class VmController final : public VmControl {
 
   mutable std::mutex mutex_;
   std::condition_variable reboot_done_;  // with mutex_
+  std::condition_variable vm_ready_;     // with mutex_: a VM was adopted, or empty -> stopped
   Lifecycle lifecycle_;
   // Replaced only by run() (with mutex_ held); run() reads it without the lock.
   std::unique_ptr<Vm> vm_;
-  uint32_t boot_count_ = 0;                                          // guarded by mutex_
-  bool reboot_requested_ = false;                                    // guarded by mutex_
-  std::optional<Error> reboot_error_;                                // guarded by mutex_
-  std::chrono::steady_clock::time_point started_;                    // guarded by mutex_
+  uint32_t boot_count_ = 0;                        // guarded by mutex_
+  bool vm_started_ = false;                        // vm_->start() was called; guarded by mutex_
+  std::optional<StopReason> signal_reason_;        // a signal stopped petrel without a VM; mutex_
+  bool reboot_requested_ = false;                  // guarded by mutex_
+  std::optional<Error> reboot_error_;              // guarded by mutex_
+  std::chrono::steady_clock::time_point started_;  // guarded by mutex_
   std::optional<std::chrono::system_clock::time_point> started_at_;  // guarded by mutex_
+
+  // The current or last migration; guarded by mutex_ (the sender and receiver objects are
+  // themselves thread-safe and live until the next migration replaces them).
+  bool migration_active_ = false;
+  MigrationRole migration_role_ = MigrationRole::kNone;
+  std::string migration_peer_;
+  std::unique_ptr<MigrationSender> sender_;
+  std::unique_ptr<MigrationReceiver> receiver_;
+  std::optional<MigrationPhase> migration_end_;  // completed, failed or cancelled
+  std::optional<MigrationStatus> migration_final_;
+  std::condition_variable migration_done_;  // with mutex_: migration_active_ went false
+  std::jthread migration_thread_;           // joined by end_migration() (run()) and the destructor
 
   std::jthread control_thread_;  // last: joined before the rest goes
 };

@@ -25,6 +25,15 @@ TRANSITIONS = {
 }
 
 
+MIGRATION_PUTS = {
+    "/v1/vm/snapshot": {"path"},
+    "/v1/vm/restore": {"path", "paused"},
+    "/v1/migration/send": {"destination", "downtime_ms", "timeout_ms", "max_rounds"},
+    "/v1/migration/receive": {"listen", "timeout_ms"},
+    "/v1/migration/cancel": set(),
+}
+
+
 def error_body(code, message, **extra):
     error = {"code": code, "message": message, "chain": [message]}
     error.update(extra)
@@ -46,6 +55,12 @@ class FakePetrel:
         self.exit_on_shutdown = exit_on_shutdown  # petrel exits instead of reporting shut-off
         self.fail_info = False  # GET /v1/vm answers 500
         self.end_streams = False  # event streams end after the history
+        self.restorable = False  # PUT /v1/vm/restore succeeds (a petrel without a VM)
+        # How a started migration ends: each GET /v1/migration advances it one step through
+        # precopy rounds 1 and 2 and stop-and-copy, then to this phase.
+        self.migration_outcome = "completed"
+        self.migration = self._migration_status("none", "idle", "")
+        self.migration_steps = 0
         self.requests = []  # (method, path, body)
         self.events = []
         self.lock = threading.Condition()
@@ -123,6 +138,9 @@ class FakePetrel:
         }
         for action in TRANSITIONS:
             routes["/v1/vm/" + action] = {"PUT"}
+        for path in MIGRATION_PUTS:
+            routes[path] = {"PUT"}
+        routes["/v1/migration"] = {"GET"}
         if url.path not in routes:
             return self._reply(handler, 404, error_body("not_found", "no such resource"))
         if method not in routes[url.path]:
@@ -132,8 +150,13 @@ class FakePetrel:
         if url.path == "/v1/events":
             return self._stream_events(handler, parse_qs(url.query))
         with self.lock:
+            if method == "PUT" and url.path in MIGRATION_PUTS:
+                return self._migration_put(handler, url.path, body)
             if method == "PUT":
                 return self._action(handler, url.path.rsplit("/", 1)[1], body)
+            if url.path == "/v1/migration":
+                self._advance_migration()
+                return self._reply(handler, 200, self.migration)
             if url.path == "/v1/vm":
                 if self.fail_info:
                     return self._reply(handler, 500, error_body("internal", "it broke"))
@@ -181,6 +204,83 @@ class FakePetrel:
                 threading.Timer(self.shutdown_after, self._finish_shutdown).start()
             return self._reply(handler, 202, {"state": new})
         return self._reply(handler, 200, {"state": new})
+
+    @staticmethod
+    def _migration_status(role, phase, peer):
+        return {"role": role, "phase": phase, "peer": peer, "round": 0, "bytes": 0,
+                "pages": 0, "remaining_bytes": 0, "dirty_rate_bytes_per_s": 0,
+                "bandwidth_bytes_per_s": 0, "expected_downtime_ms": 0, "elapsed_ms": 0,
+                "total_ms": None, "downtime_ms": None, "error": None}
+
+    def _migration_active(self):
+        return self.migration["phase"] not in ("idle", "completed", "failed", "cancelled")
+
+    def _advance_migration(self):
+        m = self.migration
+        if not self._migration_active():
+            return
+        self.migration_steps += 1
+        m["elapsed_ms"] = 100 * self.migration_steps
+        if self.migration_steps <= 2:
+            m.update(phase="precopy", round=self.migration_steps,
+                     bytes=self.migration_steps << 30, pages=self.migration_steps << 18,
+                     remaining_bytes=(3 - self.migration_steps) << 28,
+                     dirty_rate_bytes_per_s=100 << 20, bandwidth_bytes_per_s=800 << 20,
+                     expected_downtime_ms=120)
+        elif self.migration_steps == 3:
+            m.update(phase="stop-and-copy", round=3, remaining_bytes=16 << 20)
+        elif self.migration_outcome == "completed":
+            m.update(phase="completed", remaining_bytes=0, total_ms=1234, downtime_ms=56)
+        else:
+            m.update(phase=self.migration_outcome,
+                     error="connection reset by peer\x1b[31m")
+
+    def _migration_put(self, handler, path, body):
+        fields = {}
+        if body.strip():
+            try:
+                fields = json.loads(body)
+            except ValueError:
+                return self._reply(handler, 400, error_body("invalid_argument", "bad JSON"))
+        if not isinstance(fields, dict) or set(fields) - MIGRATION_PUTS[path]:
+            return self._reply(handler, 400, error_body("invalid_argument", "unknown field"))
+        for key in ("path", "destination", "listen"):
+            if key in MIGRATION_PUTS[path] and not isinstance(fields.get(key), str):
+                return self._reply(handler, 400,
+                                   error_body("invalid_argument", key + " is required"))
+        if "path" in fields and not fields["path"].startswith("/"):
+            return self._reply(handler, 400, error_body("invalid_argument",
+                                                        "field \"path\" must be absolute"))
+
+        def refuse(message):
+            return self._reply(handler, 409, error_body("state", message, state=self.state))
+
+        if path == "/v1/vm/snapshot":
+            if self.state != "paused":
+                return refuse("cannot snapshot: the VM is " + self.state)
+            return self._reply(handler, 200, {"path": fields["path"],
+                                              "memory_bytes_written": 512 << 20,
+                                              "state_bytes": 12800, "duration_ms": 830})
+        if path == "/v1/vm/restore":
+            if not self.restorable:
+                return refuse("cannot restore: this petrel already has a VM")
+            self._set_state("paused" if fields.get("paused") else "running", "restore")
+            return self._reply(handler, 200, {"state": self.state})
+        if path == "/v1/migration/cancel":
+            if not self._migration_active():
+                return refuse("cannot cancel: no migration is active")
+            self.migration.update(phase="cancelled", error="cancelled through the API")
+            return self._reply(handler, 200, self.migration)
+        if self._migration_active():
+            return refuse("cannot migrate: a migration is already active")
+        if path == "/v1/migration/send":
+            if self.state not in ("running", "paused"):
+                return refuse("cannot migrate: the VM is " + self.state)
+            self.migration = self._migration_status("send", "connecting", fields["destination"])
+        else:
+            self.migration = self._migration_status("receive", "listening", fields["listen"])
+        self.migration_steps = 0
+        return self._reply(handler, 202, self.migration)
 
     def _finish_shutdown(self):
         if self.exit_on_shutdown:

@@ -77,6 +77,7 @@ def main():
     tmp = tempfile.mkdtemp(prefix="petrelctl-test-")
     try:
         run_tests(tmp)
+        run_migration_tests(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
@@ -243,6 +244,103 @@ def run_tests(tmp):
         s_.close()
     fake2.stop()
     fake.stop()
+
+
+def run_migration_tests(tmp):
+    sock = os.path.join(tmp, "mig.sock")
+    fake = FakePetrel(sock, name="mig")
+    s = ["-s", sock]
+
+    for verb in ["snapshot", "restore", "migrate", "migrate-receive", "migrate-status",
+                 "migrate-cancel"]:
+        expect(verb + " --help", [verb, "--help"], 0, contains=["Usage: petrelctl", verb])
+    expect("help lists migrate", ["help"], 0, contains=["migrate-receive", "snapshot"])
+    expect("snapshot without DIR: 2", s + ["snapshot"], 2, contains=["snapshot directory"])
+    expect("migrate without DEST: 2", s + ["migrate"], 2, contains=["destination"])
+    expect("migrate --downtime 0: 2", s + ["migrate", "tcp:h:1", "--downtime", "0"], 2)
+    expect("migrate --max-rounds 1001: 2", s + ["migrate", "tcp:h:1", "--max-rounds", "1001"], 2)
+    expect("migrate-receive --timeout 0.5: 2", s + ["migrate-receive", "tcp:h:1", "--timeout",
+                                                    "0.5"], 2)
+    expect("snapshot two dirs: 2", s + ["snapshot", "/a", "/b"], 2, contains=["unexpected"])
+    check("usage errors sent nothing", fake.requests == [], repr(fake.requests))
+
+    # Snapshot: 409 while running; --pause pauses, snapshots and resumes; relative -> absolute.
+    expect("snapshot while running: 4", s + ["snapshot", "/srv/s1"], 4,
+           stderr="petrelctl: cannot snapshot: the VM is running\n")
+    rc, out, _ = expect("snapshot --pause", s + ["snapshot", "rel/s1", "--pause"], 0)
+    want = os.path.join(os.getcwd(), "rel/s1")
+    check("snapshot --pause readable",
+          out == "snapshot %s: 512 MiB of memory, 12.5 KiB of state, in 830 ms\n" % want, out)
+    check("snapshot --pause: pause, snapshot, resume",
+          [r[1] for r in fake.requests[-3:]] == ["/v1/vm/pause", "/v1/vm/snapshot",
+                                                 "/v1/vm/resume"] and
+          json.loads(fake.requests[-2][2]) == {"path": want}, repr(fake.requests[-3:]))
+    check("snapshot --pause: running again", fake.state == "running", fake.state)
+    ctl(*s, "pause")
+    rc, out, _ = expect("snapshot --json while paused", s + ["snapshot", "/srv/s2", "--json"], 0)
+    check("snapshot --json", json.loads(out)["state_bytes"] == 12800, out)
+    n = len(fake.requests)
+    expect("snapshot --pause when already paused", s + ["snapshot", "/srv/s3", "--pause"], 0)
+    check("already paused: stays paused, no resume",
+          fake.state == "paused" and fake.requests[-1][1] == "/v1/vm/snapshot" and
+          len(fake.requests) == n + 2, repr(fake.requests[n:]))
+    ctl(*s, "resume")
+
+    # Restore.
+    expect("restore on a petrel with a VM: 4", s + ["restore", "/srv/s1"], 4,
+           contains=["cannot restore"])
+    fake.restorable = True
+    expect("restore --paused", s + ["restore", "/srv/s1", "--paused"], 0, stdout="paused\n")
+    check("restore body", json.loads(fake.requests[-1][2]) == {"path": "/srv/s1", "paused": True},
+          repr(fake.requests[-1]))
+    ctl(*s, "resume")
+
+    # Migration status, start, cancel.
+    rc, out, _ = expect("migrate-status idle", s + ["migrate-status"], 0)
+    check("migrate-status readable", "phase:             idle\n" in out and
+          "downtime:          -\n" in out and "error" not in out, out)
+    expect("migrate-cancel with none: 4", s + ["migrate-cancel"], 4,
+           contains=["no migration is active"])
+    expect("migrate (no wait)", s + ["migrate", "tcp:10.0.0.2:4444", "--downtime", "50",
+                                     "--timeout", "60", "--max-rounds", "5"], 0,
+           stdout="migrating to tcp:10.0.0.2:4444\n")
+    check("migrate body", json.loads(fake.requests[-1][2]) == {
+        "destination": "tcp:10.0.0.2:4444", "downtime_ms": 50, "timeout_ms": 60000,
+        "max_rounds": 5}, repr(fake.requests[-1]))
+    expect("migrate while active: 4", s + ["migrate", "tcp:h:1"], 4, contains=["already active"])
+    rc, out, _ = expect("migrate-status --json", s + ["migrate-status", "--json"], 0)
+    check("migrate-status --json", json.loads(out)["phase"] == "precopy" and
+          json.loads(out)["downtime_ms"] is None, out)
+    expect("migrate-cancel", s + ["migrate-cancel"], 0, stdout="cancelled\n")
+    rc, out, _ = expect("migrate-status after cancel", s + ["migrate-status"], 0)
+    check("status shows the error", "error:             cancelled through the API\n" in out, out)
+
+    # --wait reaching completed, with progress lines; then failed.
+    rc, out, err = expect("migrate --wait completed", s + ["migrate", "unix:rel/m.sock",
+                                                           "--wait"], 0)
+    lines = out.splitlines()
+    check("migrate --wait: progress then result",
+          len(lines) == 4 and lines[0].startswith("precopy round 1: 1 GiB sent") and
+          lines[2].startswith("stop-and-copy round 3") and
+          lines[-1] == "migrated in 1234 ms, downtime 56 ms", out)
+    sent = [r for r in fake.requests if r[1] == "/v1/migration/send"][-1]
+    check("unix: relative path made absolute", json.loads(sent[2])["destination"] ==
+          "unix:" + os.path.join(os.getcwd(), "rel/m.sock"), repr(sent))
+    fake.migration_outcome = "failed"
+    rc, out, err = expect("migrate-receive --wait failed: 1", s + ["migrate-receive",
+                                                                   "tcp:0.0.0.0:4444", "--wait"],
+                          1)
+    check("failed: the error, control characters replaced",
+          err == "petrelctl: migration failed: connection reset by peer?[31m\n", err)
+    received = [r for r in fake.requests if r[1] == "/v1/migration/receive"][-1]
+    check("receive body", json.loads(received[2]) == {"listen": "tcp:0.0.0.0:4444"},
+          repr(received))
+    fake.migration_outcome = "completed"
+    rc, out, _ = expect("migrate --wait --json", s + ["migrate", "tcp:h:1", "--wait", "--json"],
+                        0)
+    check("--wait --json prints the final status", json.loads(out)["total_ms"] == 1234, out)
+    fake.stop()
+    expect("migrate-status, no server: 3", s + ["migrate-status"], 3)
 
 
 if __name__ == "__main__":

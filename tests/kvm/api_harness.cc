@@ -67,14 +67,31 @@ CommandResult petrelctl(const std::vector<std::string>& args, std::chrono::secon
 }
 
 ApiPetrel::ApiPetrel(const std::string& guest, std::vector<std::string> extra) {
-  std::string templ = "/tmp/petrel-api-test-XXXXXX";
-  REQUIRE(::mkdtemp(templ.data()) != nullptr);
-  dir_ = templ;
-  socket_ = (dir_ / "api.sock").string();
+  make_dir();
   const std::string kernel = guest.find('/') == std::string::npos ? guest_image(guest) : guest;
   std::vector<std::string> argv{petrel_binary(), "run",          "--kernel",
                                 kernel,          "--api-socket", socket_};
   argv.insert(argv.end(), extra.begin(), extra.end());
+  start(std::move(argv));
+}
+
+ApiPetrel::ApiPetrel(const Command& command) {
+  make_dir();
+  std::vector<std::string> argv{petrel_binary()};
+  argv.insert(argv.end(), command.args.begin(), command.args.end());
+  argv.push_back("--api-socket");
+  argv.push_back(socket_);
+  start(std::move(argv));
+}
+
+void ApiPetrel::make_dir() {
+  std::string templ = "/tmp/petrel-api-test-XXXXXX";
+  REQUIRE(::mkdtemp(templ.data()) != nullptr);
+  dir_ = templ;
+  socket_ = (dir_ / "api.sock").string();
+}
+
+void ApiPetrel::start(std::vector<std::string> argv) {
   process_ = std::make_unique<BackgroundProcess>(argv, (dir_ / "out.txt").string(),
                                                  (dir_ / "err.txt").string());
   const auto deadline = std::chrono::steady_clock::now() + std::chrono::seconds(20);

@@ -41,6 +41,11 @@ class ApiPetrel {
   // Starts `petrel run --kernel <guest image> --api-socket DIR/api.sock <extra...>` and waits
   // for the socket to answer GET /v1/vm. `guest` is a test guest name or a path to a kernel.
   explicit ApiPetrel(const std::string& guest, std::vector<std::string> extra = {});
+  // Starts `petrel <args...> --api-socket DIR/api.sock` (serve, restore DIR, receive ADDR).
+  struct Command {
+    std::vector<std::string> args;
+  };
+  explicit ApiPetrel(const Command& command);
   ~ApiPetrel();
   ApiPetrel(const ApiPetrel&) = delete;
   ApiPetrel& operator=(const ApiPetrel&) = delete;
@@ -57,6 +62,9 @@ class ApiPetrel {
   std::string state() const;
 
  private:
+  void make_dir();
+  void start(std::vector<std::string> argv);
+
   std::filesystem::path dir_;
   std::string socket_;
   std::unique_ptr<BackgroundProcess> process_;

@@ -61,7 +61,8 @@ NetNamespace::NetNamespace(std::string name, std::string tap, const std::string&
   (void)ip({"netns", "delete", name_});
   ip_or_throw({"netns", "add", name_});
   try {
-    ip_or_throw({"-n", name_, "tuntap", "add", "dev", tap_, "mode", "tap", "vnet_hdr"});
+    ip_or_throw(
+        {"-n", name_, "tuntap", "add", "dev", tap_, "mode", "tap", "vnet_hdr", "multi_queue"});
     ip_or_throw({"-n", name_, "addr", "add", cidr, "dev", tap_});
     ip_or_throw({"-n", name_, "link", "set", tap_, "up"});
   } catch (...) {

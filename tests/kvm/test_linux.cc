@@ -28,6 +28,7 @@
 #include "background_process.h"
 #include "netns.h"
 #include "petrel_process.h"
+#include "scratch_dir.h"
 
 extern char** environ;
 
@@ -35,6 +36,8 @@ using Catch::Matchers::Contains;
 using petrel::test::BackgroundProcess;
 using petrel::test::petrel_binary;
 using petrel::test::run_process;
+using petrel::test::ScratchDir;
+using petrel::test::skip;
 
 namespace {
 
@@ -75,17 +78,6 @@ constexpr const char* kDiskImage = "disk/root.ext4";
 constexpr const char* kMountedRoot = "VFS: Mounted root (ext4 filesystem)";
 
 // A private temporary directory, removed with its contents.
-struct ScratchDir {
-  ScratchDir() {
-    std::string tmpl = "/tmp/petrel-linux-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() { std::filesystem::remove_all(path); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string path;
-};
 
 // A copy of the cached root image: the guest mounts it read-write.
 std::string copy_of_root_disk(const ScratchDir& dir) {
@@ -93,13 +85,6 @@ std::string copy_of_root_disk(const ScratchDir& dir) {
   const std::string copy = dir.path + "/root.ext4";
   std::filesystem::copy_file(image, copy);
   return copy;
-}
-
-// Ends the test as skipped (exit 77, see main.cc) when the host cannot run it.
-[[noreturn]] void skip(const std::string& why) {
-  std::printf("SKIP: %s\n", why.c_str());
-  std::fflush(stdout);
-  std::_Exit(77);
 }
 
 // The root mount over virtio-blk: the kernel finds the disk (through the DSDT's LNRO0005

@@ -18,11 +18,14 @@
 
 #include "netns.h"
 #include "petrel_process.h"
+#include "scratch_dir.h"
 
 using Catch::Matchers::Contains;
 using petrel::test::guest_image;
 using petrel::test::petrel_binary;
 using petrel::test::run_process;
+using petrel::test::ScratchDir;
+using petrel::test::skip;
 
 namespace {
 
@@ -31,24 +34,6 @@ constexpr uint64_t kDiskSectors = 2048;  // a 1 MiB disk
 constexpr const char* kSerial = "petrel-test-disk";
 
 // A private temporary directory, removed with its contents.
-struct ScratchDir {
-  ScratchDir() {
-    std::string tmpl = "/tmp/petrel-virtio-test-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    path = tmpl;
-  }
-  ~ScratchDir() { std::system(("rm -rf '" + path + "'").c_str()); }
-  ScratchDir(const ScratchDir&) = delete;
-  ScratchDir& operator=(const ScratchDir&) = delete;
-  std::string path;
-};
-
-// Ends the test as skipped (exit 77, see main.cc) when the host cannot run it.
-[[noreturn]] void skip(const std::string& why) {
-  std::printf("SKIP: %s\n", why.c_str());
-  std::fflush(stdout);
-  std::_Exit(77);
-}
 
 // Byte i of sector s as tests/guest/virtio_blk.c writes it.
 uint8_t pattern(uint64_t sector, uint64_t i) {

@@ -102,6 +102,106 @@ class FakeVmControl final : public VmControl {
     return shared_->subscribers.size();
   }
 
+  // Snapshot: only while paused (as the contract says); records the request.
+  Result<SnapshotResult> snapshot(const SnapshotRequest& request) override {
+    PETREL_TRY(take_next_error());
+    if (lifecycle_.state() != VmState::kPaused) {
+      return Error(ErrorCode::kState,
+                   "cannot snapshot: the VM is " + std::string(to_string(lifecycle_.state())));
+    }
+    std::lock_guard lock(shared_->mutex);
+    last_snapshot_ = request;
+    return SnapshotResult{.path = request.path,
+                          .memory_bytes_written = 4096,
+                          .state_bytes = 1234,
+                          .duration = std::chrono::milliseconds(7)};
+  }
+
+  // Restore: refused unless `restorable` (a petrel started without a VM).
+  Result<void> restore(const RestoreRequest& request) override {
+    PETREL_TRY(take_next_error());
+    if (!restorable) {
+      return Error(ErrorCode::kState, "cannot restore: this petrel already has a VM");
+    }
+    std::lock_guard lock(shared_->mutex);
+    last_restore_ = request;
+    return ok();
+  }
+
+  // Send: from running or paused, when no migration is active; phase kPrecopy.
+  Result<void> migrate_send(const MigrateSendRequest& request) override {
+    PETREL_TRY(take_next_error());
+    auto state = lifecycle_.state();
+    if (state != VmState::kRunning && state != VmState::kPaused) {
+      return Error(ErrorCode::kState, "cannot migrate: the VM is " + std::string(to_string(state)));
+    }
+    std::lock_guard lock(shared_->mutex);
+    if (migration_active()) {
+      return Error(ErrorCode::kState, "cannot migrate: a migration is already active");
+    }
+    last_send_ = request;
+    migration_ = MigrationStatus{};
+    migration_.role = MigrationRole::kSend;
+    migration_.phase = MigrationPhase::kPrecopy;
+    migration_.peer = request.destination;
+    migration_.round = 1;
+    return ok();
+  }
+
+  // Receive: when no migration is active; phase kListening.
+  Result<void> migrate_receive(const MigrateReceiveRequest& request) override {
+    PETREL_TRY(take_next_error());
+    std::lock_guard lock(shared_->mutex);
+    if (migration_active()) {
+      return Error(ErrorCode::kState, "cannot receive: a migration is already active");
+    }
+    last_receive_ = request;
+    migration_ = MigrationStatus{};
+    migration_.role = MigrationRole::kReceive;
+    migration_.phase = MigrationPhase::kListening;
+    migration_.peer = request.listen;
+    return ok();
+  }
+
+  MigrationStatus migration_status() const override {
+    std::lock_guard lock(shared_->mutex);
+    return migration_;
+  }
+
+  Result<void> migrate_cancel() override {
+    PETREL_TRY(take_next_error());
+    std::lock_guard lock(shared_->mutex);
+    if (!migration_active()) {
+      return Error(ErrorCode::kState, "cannot cancel: no migration is active");
+    }
+    migration_.phase = MigrationPhase::kCancelled;
+    migration_.error = "cancelled through the API";
+    return ok();
+  }
+
+  // What the test wants GET /v1/migration to report next.
+  void set_migration(MigrationStatus status) {
+    std::lock_guard lock(shared_->mutex);
+    migration_ = std::move(status);
+  }
+
+  std::optional<SnapshotRequest> last_snapshot() const {
+    std::lock_guard lock(shared_->mutex);
+    return last_snapshot_;
+  }
+  std::optional<RestoreRequest> last_restore() const {
+    std::lock_guard lock(shared_->mutex);
+    return last_restore_;
+  }
+  std::optional<MigrateSendRequest> last_send() const {
+    std::lock_guard lock(shared_->mutex);
+    return last_send_;
+  }
+  std::optional<MigrateReceiveRequest> last_receive() const {
+    std::lock_guard lock(shared_->mutex);
+    return last_receive_;
+  }
+
   // The next action fails with this error (once).
   void fail_next_action(Error error) {
     std::lock_guard lock(shared_->mutex);
@@ -110,6 +210,7 @@ class FakeVmControl final : public VmControl {
 
   std::string name = "test-vm";
   std::atomic<int64_t> last_shutdown_timeout_ms{0};
+  std::atomic<bool> restorable{false};
 
  private:
   using Callback = std::function<void(const VmEvent&)>;
@@ -134,15 +235,31 @@ class FakeVmControl final : public VmControl {
     std::list<Callback>::iterator it_;
   };
 
-  Result<VmState> act(VmAction action) {
-    {
-      std::lock_guard lock(shared_->mutex);
-      if (next_error_) {
-        Error e = std::move(*next_error_);
-        next_error_.reset();
-        return e;
-      }
+  Result<void> take_next_error() {
+    std::lock_guard lock(shared_->mutex);
+    if (next_error_) {
+      Error e = std::move(*next_error_);
+      next_error_.reset();
+      return e;
     }
+    return ok();
+  }
+
+  // Guarded by shared_->mutex.
+  bool migration_active() const {
+    switch (migration_.phase) {
+      case MigrationPhase::kListening:
+      case MigrationPhase::kConnecting:
+      case MigrationPhase::kPrecopy:
+      case MigrationPhase::kStopAndCopy:
+        return true;
+      default:
+        return false;
+    }
+  }
+
+  Result<VmState> act(VmAction action) {
+    PETREL_TRY(take_next_error());
     auto applied = lifecycle_.apply(action);
     if (!applied.ok()) {
       return std::move(applied).error();
@@ -164,6 +281,11 @@ class FakeVmControl final : public VmControl {
   uint32_t boot_count_ = 0;
   std::optional<std::chrono::system_clock::time_point> started_at_;
   std::optional<Error> next_error_;
+  MigrationStatus migration_;
+  std::optional<SnapshotRequest> last_snapshot_;
+  std::optional<RestoreRequest> last_restore_;
+  std::optional<MigrateSendRequest> last_send_;
+  std::optional<MigrateReceiveRequest> last_receive_;
 };
 
 }  // namespace petrel::testing

@@ -47,10 +47,14 @@ TEST_CASE("the command line selects help, version or run", "[cli]") {
   CHECK(kind_of({"version"}) == CliCommandKind::kVersion);
   CHECK(kind_of({"--version"}) == CliCommandKind::kVersion);
 
-  CHECK(cli_error({}) == "missing command: expected run, help or version; see petrel --help");
-  CHECK(cli_error({"boot"}) == "unknown command \"boot\": expected run, help or version");
+  CHECK(
+      cli_error({}) ==
+      "missing command: expected run, serve, restore, receive, help or version; see petrel --help");
+  CHECK(cli_error({"boot"}) ==
+        "unknown command \"boot\": expected run, serve, restore, receive, help or version");
   CHECK(cli_error({"--kernel=vmlinux"}) ==
-        "unknown command \"--kernel=vmlinux\": expected run, help or version; flags go after the "
+        "unknown command \"--kernel=vmlinux\": expected run, serve, restore, receive, help or "
+        "version; flags go after the "
         "command, e.g. petrel run --kernel=vmlinux");
   CHECK(cli_error({"version", "x"}) == "version: unexpected argument \"x\"");
   CHECK(cli_error({"help", "me"}) == "help: unexpected argument \"me\"");

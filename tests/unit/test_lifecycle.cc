@@ -20,14 +20,17 @@ using petrel::VmTransition;
 namespace {
 
 constexpr std::array<VmState, kVmStateCount> kAllStates{
-    VmState::kCreated,      VmState::kRunning, VmState::kPaused,
-    VmState::kShuttingDown, VmState::kShutOff, VmState::kCrashed,
+    VmState::kCreated,      VmState::kRunning,   VmState::kPaused,
+    VmState::kShuttingDown, VmState::kShutOff,   VmState::kCrashed,
+    VmState::kEmpty,        VmState::kReceiving, VmState::kMigrated,
 };
 
 constexpr std::array<VmAction, kVmActionCount> kAllActions{
-    VmAction::kStart,        VmAction::kPause,        VmAction::kResume,
-    VmAction::kShutdown,     VmAction::kReboot,       VmAction::kStop,
-    VmAction::kGuestStopped, VmAction::kGuestCrashed, VmAction::kShutdownTimeout,
+    VmAction::kStart,         VmAction::kPause,        VmAction::kResume,
+    VmAction::kShutdown,      VmAction::kReboot,       VmAction::kStop,
+    VmAction::kGuestStopped,  VmAction::kGuestCrashed, VmAction::kShutdownTimeout,
+    VmAction::kRestore,       VmAction::kReceive,      VmAction::kReceived,
+    VmAction::kReceiveFailed, VmAction::kMigrated,
 };
 
 // The specification, written out independently of the table in lifecycle.h.
@@ -48,6 +51,14 @@ const std::vector<VmTransition> kExpected{
     {VmState::kShuttingDown, VmAction::kGuestStopped, VmState::kShutOff},
     {VmState::kShuttingDown, VmAction::kShutdownTimeout, VmState::kShutOff},
     {VmState::kShuttingDown, VmAction::kGuestCrashed, VmState::kCrashed},
+    {VmState::kRunning, VmAction::kMigrated, VmState::kMigrated},
+    {VmState::kPaused, VmAction::kMigrated, VmState::kMigrated},
+    {VmState::kEmpty, VmAction::kRestore, VmState::kPaused},
+    {VmState::kEmpty, VmAction::kReceive, VmState::kReceiving},
+    {VmState::kEmpty, VmAction::kStop, VmState::kShutOff},
+    {VmState::kReceiving, VmAction::kReceived, VmState::kRunning},
+    {VmState::kReceiving, VmAction::kReceiveFailed, VmState::kEmpty},
+    {VmState::kReceiving, VmAction::kStop, VmState::kShutOff},
 };
 
 }  // namespace
@@ -59,6 +70,10 @@ TEST_CASE("lifecycle names are the operator names", "[lifecycle]") {
   CHECK(to_string(VmState::kShuttingDown) == "shutting-down");
   CHECK(to_string(VmState::kShutOff) == "shut-off");
   CHECK(to_string(VmState::kCrashed) == "crashed");
+  CHECK(to_string(VmState::kEmpty) == "empty");
+  CHECK(to_string(VmState::kReceiving) == "receiving");
+  CHECK(to_string(VmState::kMigrated) == "migrated");
+  CHECK(to_string(VmAction::kReceiveFailed) == "receive-failed");
   CHECK(to_string(VmAction::kStart) == "start");
   CHECK(to_string(VmAction::kShutdown) == "shutdown");
   CHECK(to_string(VmAction::kStop) == "stop");

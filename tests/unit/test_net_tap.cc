@@ -119,10 +119,10 @@ TEST_CASE("TAP: create, probe offloads, MTU, link up, gone on close", "[net][tap
         break;
       }
     }
-    // The same interface cannot be attached twice (no IFF_MULTI_QUEUE).
+    // Multi-queue: a second petrel (a migration's destination) can attach to it meanwhile.
     auto again = Tap::open(TapOptions{name, std::nullopt});
-    REQUIRE_FALSE(again.ok());
-    INFO(again.error().to_string());
+    INFO((again.ok() ? std::string("attached") : again.error().to_string()));
+    REQUIRE(again.ok());
   }
   CHECK(::if_nametoindex(name.c_str()) == 0);
 }

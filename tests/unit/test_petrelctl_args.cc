@@ -125,3 +125,70 @@ TEST_CASE("petrelctl: resolve_socket", "[petrelctl]") {
   CHECK(resolve_socket("vm", "/run/petrel/") == "/run/petrel/vm.sock");
   CHECK(resolve_socket("a/b.sock", "/x") == "a/b.sock");
 }
+
+TEST_CASE("petrelctl: snapshot, restore and migration verbs", "[petrelctl]") {
+  auto cmd = parse_args({"-s", "a", "snapshot", "/srv/s1", "--pause"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kSnapshot);
+  CHECK(cmd->target == "/srv/s1");
+  CHECK(cmd->pause_first);
+
+  cmd = parse_args({"-s", "a", "restore", "--paused", "snap"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kRestore);
+  CHECK(cmd->target == "snap");
+  CHECK(cmd->restore_paused);
+
+  cmd = parse_args({"--timeout", "2", "-s", "a", "migrate", "tcp:h:1", "--downtime", "50",
+                    "--timeout", "60", "--max-rounds", "1000", "--wait"},
+                   "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kMigrate);
+  CHECK(cmd->target == "tcp:h:1");
+  CHECK(cmd->request_timeout == std::chrono::milliseconds(2000));
+  CHECK(cmd->migrate_timeout == std::chrono::milliseconds(60000));
+  CHECK(cmd->migrate_downtime == std::chrono::milliseconds(50));
+  CHECK(cmd->max_rounds == 1000u);
+  CHECK(cmd->wait);
+
+  cmd = parse_args({"-s", "a", "migrate", "unix:/m.sock"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(!cmd->migrate_timeout);
+  CHECK(!cmd->migrate_downtime);
+  CHECK(!cmd->max_rounds);
+  CHECK(!cmd->wait);
+
+  cmd = parse_args({"-s", "a", "migrate-receive", "tcp:0.0.0.0:4444", "--timeout", "86400"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kMigrateReceive);
+  CHECK(cmd->migrate_timeout == std::chrono::milliseconds(86400000));
+
+  CHECK(parse_args({"-s", "a", "migrate-status", "--json"}, "")->verb == Verb::kMigrateStatus);
+  CHECK(parse_args({"-s", "a", "migrate-cancel"}, "")->verb == Verb::kMigrateCancel);
+  CHECK(parse_args({"help", "migrate"}, "")->show_help);
+  CHECK(help_text(Verb::kMigrate).find("--max-rounds") != std::string::npos);
+
+  for (const Args& bad : std::vector<Args>{
+           {"-s", "a", "snapshot"},
+           {"-s", "a", "snapshot", ""},
+           {"-s", "a", "snapshot", "/a", "/b"},
+           {"-s", "a", "restore"},
+           {"-s", "a", "migrate"},
+           {"-s", "a", "migrate-receive"},
+           {"-s", "a", "migrate-status", "x"},
+           {"-s", "a", "migrate", "tcp:h:1", "--downtime", "0"},
+           {"-s", "a", "migrate", "tcp:h:1", "--downtime", "60001"},
+           {"-s", "a", "migrate", "tcp:h:1", "--max-rounds", "0"},
+           {"-s", "a", "migrate", "tcp:h:1", "--max-rounds", "1001"},
+           {"-s", "a", "migrate", "tcp:h:1", "--timeout", "0.5"},
+           {"-s", "a", "migrate", "tcp:h:1", "--timeout", "86401"},
+           {"-s", "a", "migrate-receive", "tcp:h:1", "--downtime", "5"},
+           {"-s", "a", "snapshot", "/a", "--paused"},
+           {"-s", "a", "restore", "/a", "--pause"},
+           {"snapshot", "/a"},
+       }) {
+    INFO(bad.size());
+    auto r = parse_args(bad, "");
+    CHECK_FALSE(r.ok());
+  }
+}

@@ -111,3 +111,48 @@ TEST_CASE("petrelctl: metrics and error messages", "[petrelctl]") {
   CHECK(api_error_message(400, R"({"error":{"message":7}})") ==
         R"(HTTP 400: {"error":{"message":7}})");
 }
+
+TEST_CASE("petrelctl: snapshot and migration output", "[petrelctl]") {
+  using nlohmann::json;
+  CHECK(format_snapshot(json{{"path", "/srv/s1"},
+                             {"memory_bytes_written", 512ULL << 20},
+                             {"state_bytes", 12800},
+                             {"duration_ms", 830}}) ==
+        "snapshot /srv/s1: 512 MiB of memory, 12.5 KiB of state, in 830 ms");
+  CHECK(format_snapshot(json::array()) == "snapshot -: - of memory, - of state, in - ms");
+
+  json status = {{"role", "send"},
+                 {"phase", "precopy"},
+                 {"peer", "tcp:h:1"},
+                 {"round", 3},
+                 {"bytes", 3ULL << 29},
+                 {"pages", 10},
+                 {"remaining_bytes", 200ULL << 20},
+                 {"dirty_rate_bytes_per_s", 100ULL << 20},
+                 {"bandwidth_bytes_per_s", 800ULL << 20},
+                 {"expected_downtime_ms", 120},
+                 {"elapsed_ms", 2000},
+                 {"total_ms", nullptr},
+                 {"downtime_ms", nullptr},
+                 {"error", nullptr}};
+  CHECK(format_migration_progress(status) ==
+        "precopy round 3: 1.5 GiB sent, 200 MiB remaining, 800 MiB/s, dirtying 100 MiB/s, "
+        "expected downtime 120 ms");
+  std::string text = format_migration(status);
+  CHECK(text.find("phase:             precopy\n") != std::string::npos);
+  CHECK(text.find("sent:              1.5 GiB\n") != std::string::npos);
+  CHECK(text.find("bandwidth:         800 MiB/s\n") != std::string::npos);
+  CHECK(text.find("total:             -\n") != std::string::npos);
+  CHECK(text.find("error") == std::string::npos);
+
+  status["role"] = "receive";
+  status["phase"] = "failed";
+  status["error"] = "boom\x1b";
+  text = format_migration(status);
+  CHECK(text.find("received:          1.5 GiB\n") != std::string::npos);
+  CHECK(text.find("error:             boom?\n") != std::string::npos);
+  CHECK(format_migration_progress(status) == "failed");
+  // Hostile types never throw.
+  CHECK(!format_migration(json{{"bytes", "x"}, {"phase", 5}}).empty());
+  CHECK(format_migration_progress(json("x")) == "-");
+}

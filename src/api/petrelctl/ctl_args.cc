@@ -41,6 +41,27 @@ constexpr std::array kVerbDocs{
             "  --count N      exit after N events\n"},
     VerbDoc{Verb::kList, "list", "[--dir DIR]", "list the VMs whose sockets are in DIR",
             "  --dir DIR      where the sockets are (default $PETREL_DIR or /run/petrel)\n"},
+    VerbDoc{Verb::kSnapshot, "snapshot", "DIR [--pause]",
+            "write a snapshot of the paused VM to the directory DIR",
+            "  DIR            created if absent; must be empty or an earlier snapshot (replaced)\n"
+            "  --pause        pause the VM first and resume it afterwards (even on failure)\n"},
+    VerbDoc{Verb::kRestore, "restore", "DIR [--paused]",
+            "restore a snapshot into a petrel started without a VM (petrel serve)",
+            "  --paused       leave the restored VM paused\n"},
+    VerbDoc{Verb::kMigrate, "migrate",
+            "DEST [--downtime MS] [--timeout SEC] [--max-rounds N] [--wait]",
+            "live-migrate the VM to DEST (unix:PATH or tcp:HOST:PORT)",
+            "  --downtime MS  the longest pause to aim for, 1 to 60000 (default 300)\n"
+            "  --timeout SEC  give up after this long, 1 to 86400 (default 600)\n"
+            "  --max-rounds N pre-copy rounds before stopping the VM anyway, 1 to 1000\n"
+            "                 (default 30)\n"
+            "  --wait         print progress until the migration ends; exit 0 once completed\n"},
+    VerbDoc{Verb::kMigrateReceive, "migrate-receive", "LISTEN [--timeout SEC] [--wait]",
+            "wait for an incoming VM on LISTEN (unix:PATH or tcp:HOST:PORT)",
+            "  --timeout SEC  give up after this long, 1 to 86400 (default 600)\n"
+            "  --wait         print progress until the migration ends; exit 0 once completed\n"},
+    VerbDoc{Verb::kMigrateStatus, "migrate-status", "", "show the current or last migration", ""},
+    VerbDoc{Verb::kMigrateCancel, "migrate-cancel", "", "cancel the active migration", ""},
     VerbDoc{Verb::kHelp, "help", "[VERB]", "show this help or a verb's", ""},
 };
 
@@ -132,6 +153,54 @@ Result<bool> parse_verb_option(CtlCommand& cmd, const std::string& arg, ArgCurso
         return true;
       }
       return false;
+    case Verb::kSnapshot:
+      if (arg == "--pause") {
+        cmd.pause_first = true;
+        return true;
+      }
+      return false;
+    case Verb::kRestore:
+      if (arg == "--paused") {
+        cmd.restore_paused = true;
+        return true;
+      }
+      return false;
+    case Verb::kMigrate:
+    case Verb::kMigrateReceive:
+      if (arg == "--wait") {
+        cmd.wait = true;
+        return true;
+      }
+      if (arg == "--timeout") {
+        PETREL_TRY_ASSIGN(auto text, cursor.value_of(arg));
+        PETREL_TRY_ASSIGN(auto timeout,
+                          parse_seconds(arg, text, kMaxMigrationTimeout.count() / 1000.0));
+        if (timeout < kMinMigrationTimeout) {
+          return usage(fmt::format("{} wants at least 1 second, not '{}'", arg, text));
+        }
+        cmd.migrate_timeout = timeout;
+        return true;
+      }
+      if (cmd.verb == Verb::kMigrate && arg == "--downtime") {
+        PETREL_TRY_ASSIGN(auto text, cursor.value_of(arg));
+        PETREL_TRY_ASSIGN(auto ms, parse_count(arg, text, 1));
+        if (ms > static_cast<uint64_t>(kMaxMigrationDowntime.count())) {
+          return usage(fmt::format("{} wants milliseconds, 1 to {}, not '{}'", arg,
+                                   kMaxMigrationDowntime.count(), text));
+        }
+        cmd.migrate_downtime = std::chrono::milliseconds(ms);
+        return true;
+      }
+      if (cmd.verb == Verb::kMigrate && arg == "--max-rounds") {
+        PETREL_TRY_ASSIGN(auto text, cursor.value_of(arg));
+        PETREL_TRY_ASSIGN(auto n, parse_count(arg, text, 1));
+        if (n > kMaxMigrationRounds) {
+          return usage(fmt::format("{} wants 1 to {}, not '{}'", arg, kMaxMigrationRounds, text));
+        }
+        cmd.max_rounds = static_cast<uint32_t>(n);
+        return true;
+      }
+      return false;
     case Verb::kEvents:
       if (arg == "--after" || arg == "--count") {
         PETREL_TRY_ASSIGN(auto text, cursor.value_of(arg));
@@ -190,6 +259,11 @@ std::optional<Verb> verb_from_string(std::string_view word) {
   return std::nullopt;
 }
 
+bool takes_target(Verb verb) {
+  return verb == Verb::kSnapshot || verb == Verb::kRestore || verb == Verb::kMigrate ||
+         verb == Verb::kMigrateReceive;
+}
+
 std::string_view to_string(Verb verb) {
   return doc_of(verb).name;
 }
@@ -237,6 +311,13 @@ Result<CtlCommand> parse_args(const std::vector<std::string>& args, std::string_
       cmd.show_help = true;
       continue;
     }
+    if (have_verb && takes_target(cmd.verb) && cmd.target.empty()) {
+      if (arg.empty()) {
+        return usage(fmt::format("{} needs a non-empty argument", to_string(cmd.verb)));
+      }
+      cmd.target = arg;
+      continue;
+    }
     if (have_verb) {
       return usage(fmt::format("unexpected argument '{}'", arg));
     }
@@ -252,6 +333,13 @@ Result<CtlCommand> parse_args(const std::vector<std::string>& args, std::string_
   }
   if (cmd.show_help) {
     return cmd;
+  }
+  if (takes_target(cmd.verb) && cmd.target.empty()) {
+    return usage(fmt::format(
+        "{} needs {}", to_string(cmd.verb),
+        cmd.verb == Verb::kSnapshot || cmd.verb == Verb::kRestore ? "the snapshot directory"
+        : cmd.verb == Verb::kMigrate ? "the destination (unix:PATH or tcp:HOST:PORT)"
+                                     : "the address to listen on (unix:PATH or tcp:HOST:PORT)"));
   }
   if (socket_arg) {
     if (cmd.verb == Verb::kList) {
@@ -270,7 +358,7 @@ std::string help_text(Verb verb) {
         "Usage: petrelctl [OPTIONS] VERB [VERB OPTIONS]\n"
         "Controls one petrel VM through its API socket.\n\nVerbs:\n";
     for (const auto& doc : kVerbDocs) {
-      text += fmt::format("  {:<9} {:<25} {}\n", doc.name, doc.synopsis, doc.summary);
+      text += fmt::format("  {:<15} {:<25} {}\n", doc.name, doc.synopsis, doc.summary);
     }
     text += fmt::format("\nOptions:\n{}\n{}", kGlobalOptions, kExitCodes);
     text += "`petrelctl VERB --help` describes one verb.\n";

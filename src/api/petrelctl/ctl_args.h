@@ -31,6 +31,12 @@ enum class Verb {
   kMetrics,
   kEvents,
   kList,
+  kSnapshot,
+  kRestore,
+  kMigrate,
+  kMigrateReceive,
+  kMigrateStatus,
+  kMigrateCancel,
 };
 
 // "info", "state", ...; nullopt for an unknown word.
@@ -39,6 +45,11 @@ std::string_view to_string(Verb verb);
 
 inline constexpr std::string_view kDefaultDir = "/run/petrel";
 inline constexpr std::chrono::milliseconds kDefaultRequestTimeout{10000};
+// Ranges of the migration options (the API's, docs/api.md).
+inline constexpr std::chrono::milliseconds kMaxMigrationDowntime{60000};
+inline constexpr std::chrono::milliseconds kMinMigrationTimeout{1000};
+inline constexpr std::chrono::milliseconds kMaxMigrationTimeout{24 * 3600 * 1000};
+inline constexpr uint32_t kMaxMigrationRounds = 1000;
 
 struct CtlCommand {
   Verb verb = Verb::kHelp;
@@ -57,7 +68,20 @@ struct CtlCommand {
   bool prometheus = false;        // metrics
   std::optional<uint64_t> after;  // events: replay retained history with seq > after
   std::optional<uint64_t> count;  // events: exit after this many events (>= 1)
+
+  // The verb's one argument: snapshot/restore DIR, migrate DEST, migrate-receive LISTEN
+  // (as given: a relative DIR or unix: path is made absolute by the runner).
+  std::string target;
+  bool pause_first = false;     // snapshot --pause: pause, snapshot, resume even on failure
+  bool restore_paused = false;  // restore --paused
+  // migrate / migrate-receive (nullopt: petrel's defaults); `wait` above: poll until done.
+  std::optional<std::chrono::milliseconds> migrate_downtime;
+  std::optional<std::chrono::milliseconds> migrate_timeout;
+  std::optional<uint32_t> max_rounds;
 };
+
+// Whether `verb` takes the positional argument `target` (and requires it).
+bool takes_target(Verb verb);
 
 // `args` are argv[1..]; `env_dir` is $PETREL_DIR (empty when unset). Errors are usage errors
 // (kInvalidArgument) with a message meant for the user.

@@ -246,4 +246,54 @@ std::string api_error_message(unsigned status, std::string_view body) {
                        : fmt::format("HTTP {}: {}", status, sanitize(start));
 }
 
+std::string format_snapshot(const json& result) {
+  return fmt::format("snapshot {}: {} of memory, {} of state, in {} ms", text_of(result, "path"),
+                     bytes_of(result, "memory_bytes_written"), bytes_of(result, "state_bytes"),
+                     text_of(result, "duration_ms"));
+}
+
+std::string format_migration(const json& status) {
+  auto rate = [&](std::string_view key) {
+    const json& value = field(status, key);
+    return non_negative(value) ? bytes_of(status, key) + "/s" : scalar_text(value);
+  };
+  auto ms = [&](std::string_view key) {
+    const json& value = field(status, key);
+    return value.is_number() ? scalar_text(value) + " ms" : scalar_text(value);
+  };
+  bool receiving = text_of(status, "role") == "receive";
+  std::vector<std::pair<std::string, std::string>> lines = {
+      {"role", text_of(status, "role")},
+      {"phase", text_of(status, "phase")},
+      {"peer", text_of(status, "peer")},
+      {"round", text_of(status, "round")},
+      {receiving ? "received" : "sent", bytes_of(status, "bytes")},
+      {"pages", text_of(status, "pages")},
+      {"remaining", bytes_of(status, "remaining_bytes")},
+      {"dirty rate", rate("dirty_rate_bytes_per_s")},
+      {"bandwidth", rate("bandwidth_bytes_per_s")},
+      {"expected downtime", ms("expected_downtime_ms")},
+      {"elapsed", ms("elapsed_ms")},
+      {"total", ms("total_ms")},
+      {"downtime", ms("downtime_ms")},
+  };
+  if (!field(status, "error").is_null()) {
+    lines.emplace_back("error", text_of(status, "error"));
+  }
+  return aligned(lines);
+}
+
+std::string format_migration_progress(const json& status) {
+  std::string phase = text_of(status, "phase");
+  if (phase != "precopy" && phase != "stop-and-copy") {
+    return phase;
+  }
+  bool receiving = text_of(status, "role") == "receive";
+  return fmt::format(
+      "{} round {}: {} {}, {} remaining, {}/s, dirtying {}/s, expected downtime {} ms", phase,
+      text_of(status, "round"), bytes_of(status, "bytes"), receiving ? "received" : "sent",
+      bytes_of(status, "remaining_bytes"), bytes_of(status, "bandwidth_bytes_per_s"),
+      bytes_of(status, "dirty_rate_bytes_per_s"), text_of(status, "expected_downtime_ms"));
+}
+
 }  // namespace petrel::ctl

@@ -46,6 +46,18 @@ ListRow list_row(const nlohmann::json& info, std::string_view fallback_name);
 // ending in '\n'.
 std::string format_list(const std::vector<ListRow>& rows);
 
+// PUT /v1/vm/snapshot's answer as one line without '\n':
+// "snapshot /srv/s1: 512 MiB of memory, 12.5 KiB of state, in 830 ms".
+std::string format_snapshot(const nlohmann::json& result);
+
+// GET /v1/migration as aligned "key: value" lines, each ending in '\n' (byte counts and
+// rates in binary units, times in ms, "-" for null).
+std::string format_migration(const nlohmann::json& status);
+
+// One progress line of `migrate --wait`, without '\n': "precopy round 3: 1.5 GiB sent,
+// 200 MiB remaining, 800 MiB/s, dirtying 100 MiB/s, expected downtime 120 ms".
+std::string format_migration_progress(const nlohmann::json& status);
+
 // The message of an API error body ({"error":{"message":...}}), or "HTTP <status>" plus the
 // start of the body when it has none. Control characters are replaced.
 std::string api_error_message(unsigned status, std::string_view body);

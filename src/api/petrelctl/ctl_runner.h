@@ -2,6 +2,7 @@
 // petrelctl's exit status (docs/petrelctl.md; scripts rely on these values).
 #pragma once
 
+#include <chrono>
 #include <ostream>
 
 #include "api/petrelctl/ctl_args.h"
@@ -32,6 +33,13 @@ class CtlRunner {
   int metrics();
   int events();
   int list();
+  int snapshot();
+  int restore();
+  int migrate_start();
+  int migrate_status();
+  int migrate_cancel();
+  // Polls GET /v1/migration until the migration ends or `limit` passes.
+  int wait_for_migration(std::chrono::milliseconds limit);
 
   // The exit status for a failed exchange / an error answer, after printing its message.
   int fail(const Error& error);
