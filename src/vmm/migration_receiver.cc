@@ -182,7 +182,11 @@ Result<MigrationReceiveResult> MigrationReceiver::run(MigrationSink& sink, Uniqu
     return Error(ErrorCode::kState, "a MigrationReceiver runs once");
   }
   Session session(*this, sink, Clock::now() + timeout);
-  update([](MigrationReceiveProgress& p) { p.phase = MigrationPhase::kConnecting; });
+  {
+    std::lock_guard lock(mutex_);
+    started_ = Clock::now();
+    progress_.phase = MigrationPhase::kConnecting;
+  }
   auto result = session.receive(std::move(fd));
   if (result.ok()) {
     set_channel(nullptr);
@@ -203,7 +207,7 @@ Result<MigrationReceiveResult> MigrationReceiver::run(MigrationSink& sink,
                                                       MigrationListener& listener,
                                                       milliseconds timeout) {
   Clock::time_point deadline = Clock::now() + timeout;
-  update([](MigrationReceiveProgress& p) { p.phase = MigrationPhase::kConnecting; });
+  update([](MigrationReceiveProgress& p) { p.phase = MigrationPhase::kListening; });
   auto fd = listener.accept(timeout, &cancelled_);
   if (!fd.ok()) {
     used_.store(true);
@@ -222,6 +226,9 @@ MigrationReceiveProgress MigrationReceiver::progress() const {
   MigrationReceiveProgress out = progress_;
   if (channel_ != nullptr) {
     out.bytes_received = channel_->bytes_received();
+  }
+  if (used_.load()) {
+    out.elapsed = std::chrono::duration_cast<milliseconds>(Clock::now() - started_);
   }
   return out;
 }

@@ -39,6 +39,7 @@ struct MigrationReceiveProgress {
   uint32_t round = 0;
   uint64_t bytes_received = 0;
   uint64_t pages_received = 0;
+  std::chrono::milliseconds elapsed{0};  // since the source connected
 };
 
 class MigrationReceiver {
@@ -70,8 +71,9 @@ class MigrationReceiver {
   std::atomic<bool> cancelled_{false};
   std::atomic<bool> used_{false};
   mutable std::mutex mutex_;
-  MigrationReceiveProgress progress_;    // guarded by mutex_
-  MigrationChannel* channel_ = nullptr;  // guarded by mutex_
+  MigrationReceiveProgress progress_;              // guarded by mutex_
+  MigrationChannel* channel_ = nullptr;            // guarded by mutex_
+  std::chrono::steady_clock::time_point started_;  // guarded by mutex_; set by run()
 };
 
 }  // namespace petrel

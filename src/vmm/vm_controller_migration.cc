@@ -167,6 +167,7 @@ void VmController::finish_receive(Result<MigrationReceiveResult> result, std::un
   final_status.round = progress.round;
   final_status.bytes_sent = progress.bytes_received;
   final_status.pages = progress.pages_received;
+  final_status.elapsed = progress.elapsed;
   if (result && vm && lifecycle_.state() == VmState::kReceiving) {
     final_status.phase = MigrationPhase::kCompleted;
     final_status.total = result->total;
@@ -227,6 +228,7 @@ MigrationStatus VmController::migration_status_locked() const {
     status.round = p.round;
     status.bytes_sent = p.bytes_received;
     status.pages = p.pages_received;
+    status.elapsed = p.elapsed;
   }
   // The sender or receiver has ended but the controller has not recorded the outcome yet:
   // still the last phase until the final status (with its totals or error) is complete.

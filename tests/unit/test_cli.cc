@@ -320,3 +320,46 @@ TEST_CASE("usage_text documents every flag with an example", "[cli]") {
   CHECK_THAT(usage, Catch::Contains("Exit status"));
   CHECK_THAT(usage, Catch::Contains("override"));
 }
+
+TEST_CASE("serve, restore and receive take the host flags and their operand", "[cli]") {
+  auto restore = parse({"restore", "/var/lib/snap", "--paused", "--api-socket", "/tmp/a.sock",
+                        "--serial=file:/tmp/console.log", "--name", "web-1"});
+  REQUIRE(restore.ok());
+  CHECK(restore->kind == CliCommandKind::kRestore);
+  CHECK(restore->snapshot == "/var/lib/snap");
+  CHECK(restore->paused);
+  CHECK(restore->config.api_socket == "/tmp/a.sock");
+  CHECK(restore->config.serial.mode == SerialMode::kFile);
+  CHECK(restore->config.name == "web-1");
+
+  // The operand may come after the flags; --paused is optional.
+  auto later = parse({"restore", "--log-level", "debug", "snapdir"});
+  REQUIRE(later.ok());
+  CHECK(later->snapshot == "snapdir");
+  CHECK_FALSE(later->paused);
+  CHECK(later->config.log_level == "debug");
+
+  auto receive = parse({"receive", "tcp:0.0.0.0:4444", "--api-socket", "/tmp/b.sock"});
+  REQUIRE(receive.ok());
+  CHECK(receive->kind == CliCommandKind::kReceive);
+  CHECK(receive->listen == "tcp:0.0.0.0:4444");
+
+  auto serve = parse({"serve", "--api-socket", "/tmp/c.sock"});
+  REQUIRE(serve.ok());
+  CHECK(serve->kind == CliCommandKind::kServe);
+  CHECK(kind_of({"serve", "--help"}) == CliCommandKind::kHelp);
+
+  CHECK_THAT(cli_error({"serve"}), Catch::Matchers::Contains("--api-socket is required"));
+  CHECK_THAT(cli_error({"serve", "x"}), Catch::Matchers::Contains("unexpected argument \"x\""));
+  CHECK_THAT(cli_error({"restore"}), Catch::Matchers::Contains("missing the snapshot directory"));
+  CHECK_THAT(cli_error({"receive", "--api-socket", "/tmp/s"}),
+             Catch::Matchers::Contains("missing the address"));
+  CHECK_THAT(cli_error({"restore", "a", "b"}), Catch::Matchers::Contains("unexpected argument"));
+  // The guest's settings come with the snapshot: run's other flags are refused.
+  CHECK_THAT(cli_error({"restore", "snap", "--memory", "1G"}),
+             Catch::Matchers::Contains("restore: unknown flag \"--memory\""));
+  CHECK_THAT(cli_error({"receive", "unix:/tmp/m", "--paused"}),
+             Catch::Matchers::Contains("unknown flag \"--paused\""));
+  CHECK_THAT(cli_error({"restore", "snap", "--log-level", "loud"}),
+             Catch::Matchers::Contains("--log-level"));
+}
