@@ -14,6 +14,7 @@
 
 #include "api/api_counters.h"
 #include "api/api_server.h"
+#include "api/balloon_routes.h"
 #include "api/metrics_routes.h"
 #include "api/migration_routes.h"
 #include "api/router.h"
@@ -32,6 +33,7 @@ petrel::Result<std::unique_ptr<petrel::ApiServer>> open_api(petrel::VmController
   PETREL_TRY(petrel::add_vm_routes(*router, controller));
   PETREL_TRY(petrel::add_metrics_routes(*router, controller, counters));
   PETREL_TRY(petrel::add_migration_routes(*router, controller));
+  PETREL_TRY(petrel::add_balloon_routes(*router, controller));
   PETREL_TRY_ASSIGN(auto server,
                     petrel::ApiServer::create(controller.io(), path, router, {}, counters));
   server->start();

@@ -140,6 +140,39 @@ void net_families(PromText& p, const VmMetrics& vm) {
   }
 }
 
+// Only when the VM has a balloon: a family without samples would claim one.
+void balloon_families(PromText& p, const VmMetrics& vm) {
+  if (!vm.balloon) {
+    return;
+  }
+  const BalloonMetrics& b = *vm.balloon;
+  p.family("petrel_balloon_target_bytes", "gauge",
+           "Memory the host asks the guest's balloon to hold, in bytes.");
+  p.sample("petrel_balloon_target_bytes", {}, b.target);
+  p.family("petrel_balloon_actual_bytes", "gauge",
+           "Memory the guest's balloon holds (as the guest reports it), in bytes.");
+  p.sample("petrel_balloon_actual_bytes", {}, b.actual);
+  struct Counter {
+    const char* name;
+    const char* help;
+    uint64_t BalloonMetrics::*field;
+  };
+  static constexpr std::array<Counter, 4> kCounters{{
+      {"petrel_balloon_inflated_pages_total", "4 KiB pages the guest gave to the balloon.",
+       &BalloonMetrics::inflated_pages_total},
+      {"petrel_balloon_deflated_pages_total", "4 KiB pages the guest took back from the balloon.",
+       &BalloonMetrics::deflated_pages_total},
+      {"petrel_balloon_reported_pages_total", "4 KiB free pages the guest reported to the host.",
+       &BalloonMetrics::reported_pages_total},
+      {"petrel_balloon_ignored_pfns_total", "Page numbers from the guest outside its RAM, ignored.",
+       &BalloonMetrics::ignored_pfns_total},
+  }};
+  for (const Counter& c : kCounters) {
+    p.family(c.name, "counter", c.help);
+    p.sample(c.name, {}, b.*c.field);
+  }
+}
+
 void api_families(PromText& p, const ApiMetrics& api) {
   p.family("petrel_api_requests_total", "counter", "Control API responses by HTTP status code.");
   for (const auto& [status, count] : api.responses_by_status) {
@@ -216,7 +249,7 @@ nlohmann::json metrics_to_json(const VmMetrics& vm, const ApiMetrics& api) {
   for (const auto& [status, count] : api.responses_by_status) {
     by_status[std::to_string(status)] = count;
   }
-  return {
+  nlohmann::json out = {
       {"name", utf8(vm.name)},
       {"state", std::string(to_string(vm.state))},
       {"uptime_seconds", seconds(vm.uptime)},
@@ -232,6 +265,16 @@ nlohmann::json metrics_to_json(const VmMetrics& vm, const ApiMetrics& api) {
         {"connections_active", api.connections_active},
         {"event_streams_active", api.event_streams_active}}},
   };
+  if (vm.balloon) {
+    const BalloonMetrics& b = *vm.balloon;
+    out["balloon"] = {{"target_bytes", b.target},
+                      {"actual_bytes", b.actual},
+                      {"inflated_pages_total", b.inflated_pages_total},
+                      {"deflated_pages_total", b.deflated_pages_total},
+                      {"reported_pages_total", b.reported_pages_total},
+                      {"ignored_pfns_total", b.ignored_pfns_total}};
+  }
+  return out;
 }
 
 std::string metrics_to_prometheus(const VmMetrics& vm, const ApiMetrics& api) {
@@ -251,6 +294,7 @@ std::string metrics_to_prometheus(const VmMetrics& vm, const ApiMetrics& api) {
   vcpu_families(p, vm);
   disk_families(p, vm);
   net_families(p, vm);
+  balloon_families(p, vm);
   api_families(p, api);
   return p.take();
 }

@@ -22,6 +22,9 @@ namespace petrel {
 //             "flush_ops", "discard_ops", "errors"}],
 //  "nets": [{"id", "tap", "rx_bytes", "rx_packets", "rx_drops", "tx_bytes", "tx_packets",
 //            "tx_drops"}],
+//  "balloon": {"target_bytes", "actual_bytes", "inflated_pages_total",
+//              "deflated_pages_total", "reported_pages_total", "ignored_pfns_total"}
+//             (only when the VM has a balloon),
 //  "api": {"requests_total", "responses_by_status": {"200": n, ...}, "connections_total",
 //          "connections_active", "event_streams_active"}}
 nlohmann::json metrics_to_json(const VmMetrics& vm, const ApiMetrics& api);
@@ -34,6 +37,8 @@ nlohmann::json metrics_to_json(const VmMetrics& vm, const ApiMetrics& api);
 //   petrel_disk_info{disk,path} (1)        petrel_disk_{read,write}_bytes_total{disk}
 //   petrel_disk_{read,write,flush,discard}_ops_total{disk}, petrel_disk_errors_total{disk}
 //   petrel_net_info{nic,tap} (1)           petrel_net_{rx,tx}_{bytes,packets,drops}_total{nic}
+//   only with a balloon: petrel_balloon_{target,actual}_bytes (gauges),
+//   petrel_balloon_{inflated,deflated,reported}_pages_total, petrel_balloon_ignored_pfns_total
 //   petrel_api_requests_total{code}        petrel_api_connections_total
 //   petrel_api_connections_active          petrel_api_event_streams_active
 std::string metrics_to_prometheus(const VmMetrics& vm, const ApiMetrics& api);

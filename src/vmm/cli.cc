@@ -114,6 +114,11 @@ Result<void> apply_rng(std::string_view value, VmConfig& config) {
   return ok();
 }
 
+Result<void> apply_balloon(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.balloon, parse_balloon_option(value));
+  return ok();
+}
+
 Result<void> apply_virtio_transport(std::string_view value, VmConfig& config) {
   PETREL_TRY_ASSIGN(config.virtio_transport, parse_virtio_transport(value));
   return ok();
@@ -153,7 +158,7 @@ void reset_nets(VmConfig& config) {
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 20> kRunFlags{{
+constexpr std::array<FlagSpec, 21> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
     {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
@@ -183,6 +188,10 @@ constexpr std::array<FlagSpec, 20> kRunFlags{{
      "--net tap=tap0,mac=52:54:00:12:34:56", apply_net, reset_nets},
     {"--rng", "[OPTS]", "A virtio-rng entropy device fed by getrandom: [transport=mmio|pci]",
      "--rng", apply_rng, nullptr, true},
+    {"--balloon", "[OPTS]",
+     "A virtio-balloon device: [target=SIZE][,deflate_on_oom=on|off][,stats_interval=DURATION]"
+     "[,free_page_reporting=on|off][,transport=mmio|pci] (defaults: 0, on, 5s, off)",
+     "--balloon target=128M,stats_interval=10s", apply_balloon, nullptr, true},
     {"--virtio-transport", "T",
      "Transport of virtio devices that do not say: mmio or pci "
      "(default mmio)",

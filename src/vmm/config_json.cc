@@ -222,6 +222,11 @@ Result<void> set_rng(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_balloon(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.balloon, balloon_from_json(value, "balloon"));
+  return ok();
+}
+
 Result<void> set_virtio_transport(const json& value, VmConfig& config) {
   PETREL_TRY_ASSIGN(std::string name, get_string(value, "virtio_transport"));
   auto transport = parse_virtio_transport(name);
@@ -272,7 +277,7 @@ struct TopLevelField {
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 17> kTopLevelFields{{
+constexpr std::array<TopLevelField, 18> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
     {"initrd", set_initrd},
@@ -285,6 +290,7 @@ constexpr std::array<TopLevelField, 17> kTopLevelFields{{
     {"disks", set_disks},
     {"nets", set_nets},
     {"rng", set_rng},
+    {"balloon", set_balloon},
     {"virtio_transport", set_virtio_transport},
     {"api_socket", set_api_socket},
     {"autostart", set_autostart},

@@ -164,7 +164,9 @@ Result<PageSet> MigrationSender::Session::collect_dirty() {
     }
     set.push_back(std::move(words));
   }
-  remove_skipped(set, skip_);
+  // Dirty pages are always sent, skipped or not: a page given to the balloon at the start
+  // may have been deflated and written since (and a discarded page that is dirty reads as
+  // zeros, which is what the destination then gets).
   return set;
 }
 

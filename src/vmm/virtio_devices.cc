@@ -94,6 +94,18 @@ Result<std::unique_ptr<VirtioDevices>> VirtioDevices::create(const VmConfig& con
                             config.rng->transport.value_or(config.virtio_transport),
                             "entropy source (getrandom)", pio, mmio));
   }
+  if (config.balloon) {
+    const BalloonSpec& spec = *config.balloon;
+    virtio::BalloonOptions options;
+    options.initial_target_pages = static_cast<uint32_t>(spec.target_bytes / kBalloonPageBytes);
+    options.deflate_on_oom = spec.deflate_on_oom;
+    options.free_page_reporting = spec.free_page_reporting;
+    options.stats_interval = std::chrono::seconds(spec.stats_interval_s);
+    PETREL_TRY_ASSIGN(devices->balloon_, virtio::BalloonDevice::create(memory, options, io));
+    PETREL_TRY(devices->add(
+        devices->balloon_, "balloon0", spec.transport.value_or(config.virtio_transport),
+        fmt::format("memory balloon (target {} MiB)", spec.target_bytes >> 20), pio, mmio));
+  }
   return devices;
 }
 

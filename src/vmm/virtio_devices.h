@@ -30,6 +30,7 @@
 
 #include "devices/bus.h"
 #include "devices/pci_root.h"
+#include "virtio/balloon_device.h"
 #include "virtio/block_device.h"
 #include "virtio/mmio_transport.h"
 #include "virtio/net_device.h"
@@ -103,6 +104,10 @@ class VirtioDevices {
   std::vector<DiskMetrics> disk_metrics() const;
   std::vector<NetMetrics> net_metrics() const;
 
+  // The memory balloon ("balloon0"), or null when the config has none. Its host-side
+  // methods (target, stats, counters, ballooned pages) may be called from any thread.
+  virtio::BalloonDevice* balloon() const { return balloon_.get(); }
+
   // Use create(); public only for std::make_unique.
   VirtioDevices(const KvmVm& vm, const GuestMemory& memory, boost::asio::io_context& io);
 
@@ -147,6 +152,7 @@ class VirtioDevices {
   std::vector<std::shared_ptr<virtio::MmioTransport>> mmio_transports_;
   std::vector<std::shared_ptr<virtio::PciTransport>> pci_transports_;
   std::shared_ptr<virtio::RngDevice> rng_;
+  std::shared_ptr<virtio::BalloonDevice> balloon_;
   std::vector<Entry> entries_;
   std::atomic<bool> quiesced_ = false;
 };

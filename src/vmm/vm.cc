@@ -336,6 +336,14 @@ void Vm::request_dump() {
   }
 }
 
+PageSkip Vm::page_skip() const {
+  PageSkip skip;
+  if (const auto* balloon = virtio_->balloon()) {
+    skip.regions = balloon->ballooned_pages();
+  }
+  return skip;
+}
+
 void Vm::collect_metrics(VmMetrics& out) const {
   out.guest_memory_bytes = memory_.total_size();
   out.vcpus.clear();
@@ -344,6 +352,17 @@ void Vm::collect_metrics(VmMetrics& out) const {
   }
   out.disks = virtio_->disk_metrics();
   out.nets = virtio_->net_metrics();
+  if (const auto* balloon = virtio_->balloon()) {
+    const auto counters = balloon->counters();
+    BalloonMetrics m;
+    m.target = uint64_t{balloon->target_pages()} * kBalloonPageBytes;
+    m.actual = uint64_t{balloon->actual_pages()} * kBalloonPageBytes;
+    m.inflated_pages_total = counters.inflated_pages;
+    m.deflated_pages_total = counters.deflated_pages;
+    m.reported_pages_total = counters.reported_pages;
+    m.ignored_pfns_total = counters.ignored_pfns;
+    out.balloon = m;
+  }
 }
 
 void Vm::stop_vcpus() {

@@ -24,6 +24,7 @@
 #include "vmm/base/kvm_vm.h"
 #include "vmm/console_input.h"
 #include "vmm/kernel_loader.h"
+#include "vmm/memory_file.h"
 #include "vmm/pvm_host.h"
 #include "vmm/serial_socket.h"
 #include "vmm/snapshot_file.h"
@@ -93,6 +94,10 @@ class Vm {
 
   ExecMode exec_mode() const { return mode_; }
   const GuestMemory& memory() const { return memory_; }
+  // The memory balloon, or null when the VM has none (its host side: any thread).
+  virtio::BalloonDevice* balloon() const { return virtio_->balloon(); }
+  // Pages a snapshot or a migration need not copy: those in the balloon (they read as zeros).
+  PageSkip page_skip() const;
   const KvmVm& kvm_vm() const { return vm_; }
   StopLatch& stop_latch() { return stop_; }
 

@@ -134,6 +134,11 @@ Result<void> validate_devices(const VmConfig& config) {
   if (config.rng) {
     count_transport(config.rng->transport);
   }
+  if (config.balloon) {
+    count_transport(config.balloon->transport);
+    PETREL_TRY(in_field("balloon.target",
+                        check_balloon_target(config.balloon->target_bytes, config.memory_bytes)));
+  }
   if (mmio_devices > kMaxVirtioMmioDevices) {
     return field_error("virtio_transport",
                        std::to_string(mmio_devices) + " virtio-MMIO devices; at most " +
@@ -241,6 +246,9 @@ nlohmann::json config_to_json(const VmConfig& config) {
   }
   if (config.rng) {
     out["rng"] = to_json(*config.rng);
+  }
+  if (config.balloon) {
+    out["balloon"] = to_json(*config.balloon);
   }
   if (!config.api_socket.empty()) {
     out["api_socket"] = config.api_socket.string();

@@ -9,6 +9,7 @@
 #include <string_view>
 #include <vector>
 
+#include "vmm/balloon_config.h"
 #include "vmm/base/result.h"
 #include "vmm/device_config.h"
 
@@ -58,10 +59,11 @@ struct VmConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|off
   LogFormat log_format = LogFormat::kText;
   PvmMode pvm_mode = PvmMode::kAuto;
-  // virtio devices (device_config.h); placed in this order: disks, NICs, rng.
+  // virtio devices (device_config.h); placed in this order: disks, NICs, rng, balloon.
   std::vector<DiskSpec> disks;  // at most kMaxDisks
   std::vector<NetSpec> nets;    // at most kMaxNets
   std::optional<RngSpec> rng;
+  std::optional<BalloonSpec> balloon;  // balloon_config.h; nullopt: no balloon device
   VirtioTransport virtio_transport = VirtioTransport::kMmio;  // for devices that do not say
   // Control plane (docs/api.md).
   std::filesystem::path api_socket;  // the API's Unix socket; empty: no API

@@ -72,6 +72,16 @@ struct NetMetrics {
   uint64_t tx_drops = 0;  // guest frames refused or not written
 };
 
+// The balloon's counters for one boot of the guest (virtio 1.2 5.5: pages are 4096 bytes).
+struct BalloonMetrics {
+  uint64_t target = 0;                // bytes the host asks the balloon to hold
+  uint64_t actual = 0;                // bytes the guest says it holds (config "actual")
+  uint64_t inflated_pages_total = 0;  // PFNs given to the host on the inflate queue
+  uint64_t deflated_pages_total = 0;  // PFNs taken back on the deflate queue
+  uint64_t reported_pages_total = 0;  // pages of free page reports returned to the host
+  uint64_t ignored_pfns_total = 0;    // guest PFNs outside guest RAM, ignored and logged
+};
+
 struct VmMetrics {
   std::string name;  // the VM's name (the "vm" label in Prometheus output)
   VmState state = VmState::kCreated;
@@ -81,6 +91,7 @@ struct VmMetrics {
   std::vector<VcpuMetrics> vcpus;
   std::vector<DiskMetrics> disks;
   std::vector<NetMetrics> nets;
+  std::optional<BalloonMetrics> balloon;  // nullopt: the VM has no balloon
 };
 
 // One entry of the VM's event stream. `seq` starts at 1 and increases by one per event.
@@ -210,6 +221,37 @@ struct MigrationStatus {
   std::string error;                                  // set when failed or cancelled
 };
 
+// The balloon as the host sees it (sizes in bytes).
+struct BalloonInfo {
+  bool present = false;           // false: the VM has no balloon (the API answers 404)
+  uint64_t target_bytes = 0;      // what the host asks the guest to give (num_pages * 4096)
+  uint64_t actual_bytes = 0;      // what the guest has given (its "actual" field * 4096)
+  uint64_t memory_bytes = 0;      // guest RAM
+  bool deflate_on_oom = false;    // VIRTIO_BALLOON_F_DEFLATE_ON_OOM offered
+  uint32_t stats_interval_s = 0;  // stats polling period; 0 = off
+  bool free_page_reporting = false;
+};
+
+// The guest's last statistics (virtio 1.2 5.5.6.3). Every value is guest-controlled and only
+// informative; nullopt for a tag the guest did not send. Bytes: swap_in, swap_out,
+// free_memory, total_memory, available_memory, disk_caches. Counts: major_faults,
+// minor_faults, hugetlb_allocations, hugetlb_failures.
+struct BalloonStats {
+  std::optional<uint64_t> swap_in;              // VIRTIO_BALLOON_S_SWAP_IN (0)
+  std::optional<uint64_t> swap_out;             // VIRTIO_BALLOON_S_SWAP_OUT (1)
+  std::optional<uint64_t> major_faults;         // VIRTIO_BALLOON_S_MAJFLT (2)
+  std::optional<uint64_t> minor_faults;         // VIRTIO_BALLOON_S_MINFLT (3)
+  std::optional<uint64_t> free_memory;          // VIRTIO_BALLOON_S_MEMFREE (4)
+  std::optional<uint64_t> total_memory;         // VIRTIO_BALLOON_S_MEMTOT (5)
+  std::optional<uint64_t> available_memory;     // VIRTIO_BALLOON_S_AVAIL (6)
+  std::optional<uint64_t> disk_caches;          // VIRTIO_BALLOON_S_CACHES (7)
+  std::optional<uint64_t> hugetlb_allocations;  // VIRTIO_BALLOON_S_HTLB_PGALLOC (8)
+  std::optional<uint64_t> hugetlb_failures;     // VIRTIO_BALLOON_S_HTLB_PGFAIL (9)
+  // When the guest last answered the stats queue; nullopt: never yet.
+  std::optional<std::chrono::system_clock::time_point> updated_at;
+  uint64_t unknown_tags = 0;  // entries of the last answer with a tag not listed above
+};
+
 class VmControl {
  public:
   virtual ~VmControl() = default;
@@ -251,6 +293,16 @@ class VmControl {
   virtual MigrationStatus migration_status() const = 0;
   // Cancels the active migration; kState when none is active.
   virtual Result<void> migrate_cancel() = 0;
+
+  // The balloon (docs/api.md, /v1/balloon). kNotFound when the VM has no balloon; kState when
+  // there is no VM to ask.
+  virtual Result<BalloonInfo> balloon() const = 0;
+  // Asks the guest to hold `target_bytes` in its balloon and returns without waiting for it.
+  // kInvalidArgument for a target that is not a multiple of 4 KiB or not below guest RAM;
+  // kNotFound without a balloon; kState when the VM cannot take it now.
+  virtual Result<void> set_balloon_target(uint64_t target_bytes) = 0;
+  // The guest's last statistics; errors as balloon().
+  virtual Result<BalloonStats> balloon_stats() const = 0;
 };
 
 }  // namespace petrel

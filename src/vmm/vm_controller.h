@@ -88,6 +88,9 @@ class VmController final : public VmControl {
   Result<void> migrate_receive(const MigrateReceiveRequest& request) override;
   MigrationStatus migration_status() const override;
   Result<void> migrate_cancel() override;
+  Result<BalloonInfo> balloon() const override;
+  Result<void> set_balloon_target(uint64_t target_bytes) override;
+  Result<BalloonStats> balloon_stats() const override;
 
   EventLog& events() { return events_; }
 
@@ -116,6 +119,9 @@ class VmController final : public VmControl {
   Result<void> receive_locked(const MigrateReceiveRequest& request);
   bool migration_active_locked() const { return migration_active_; }
   MigrationStatus migration_status_locked() const;
+  // The VM's balloon (vm_controller_balloon.cc): kNotFound without one in the config,
+  // kState while there is no VM.
+  Result<virtio::BalloonDevice*> balloon_locked() const;
   Result<void> refuse_while_migrating_locked(VmAction action) const;
   // Without mutex_: cancels a migration in progress and joins the migration thread.
   void end_migration();

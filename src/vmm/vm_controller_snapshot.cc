@@ -22,7 +22,8 @@ Result<SnapshotResult> VmController::snapshot(const SnapshotRequest& request) {
                  "cannot snapshot: the VM was restored paused and has not run here yet (resume "
                  "it first, or keep the snapshot it came from)");
   }
-  auto written = write_snapshot(request.path, config_, *vm_);
+  const PageSkip skip = vm_->page_skip();  // ballooned pages stay holes
+  auto written = write_snapshot(request.path, config_, *vm_, &skip);
   if (!written) {
     return std::move(written).error().context(fmt::format("snapshot to {}", request.path.string()));
   }

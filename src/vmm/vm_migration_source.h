@@ -24,7 +24,7 @@ class VmMigrationSource final : public MigrationSource {
 
   std::string config_json() const override { return config_json_; }
   const GuestMemory& memory() const override { return vm_.memory(); }
-  PageSkip skipped_pages() const override { return {}; }
+  PageSkip skipped_pages() const override { return vm_.page_skip(); }
   Result<void> start_dirty_log() override;
   Result<std::vector<RegionDirtyPages>> collect_dirty() override;
   void stop_dirty_log() override;

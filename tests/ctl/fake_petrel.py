@@ -61,6 +61,10 @@ class FakePetrel:
         self.migration_outcome = "completed"
         self.migration = self._migration_status("none", "idle", "")
         self.migration_steps = 0
+        # The balloon: None (no device, 404) or what GET /v1/balloon answers; the guest
+        # "follows" a new target at once. balloon_stats is GET /v1/balloon/stats's answer.
+        self.balloon = None
+        self.balloon_stats = None
         self.requests = []  # (method, path, body)
         self.events = []
         self.lock = threading.Condition()
@@ -141,6 +145,8 @@ class FakePetrel:
         for path in MIGRATION_PUTS:
             routes[path] = {"PUT"}
         routes["/v1/migration"] = {"GET"}
+        routes["/v1/balloon"] = {"GET", "PUT"}
+        routes["/v1/balloon/stats"] = {"GET"}
         if url.path not in routes:
             return self._reply(handler, 404, error_body("not_found", "no such resource"))
         if method not in routes[url.path]:
@@ -150,6 +156,8 @@ class FakePetrel:
         if url.path == "/v1/events":
             return self._stream_events(handler, parse_qs(url.query))
         with self.lock:
+            if url.path.startswith("/v1/balloon"):
+                return self._balloon(handler, method, url.path, body)
             if method == "PUT" and url.path in MIGRATION_PUTS:
                 return self._migration_put(handler, url.path, body)
             if method == "PUT":
@@ -281,6 +289,41 @@ class FakePetrel:
             self.migration = self._migration_status("receive", "listening", fields["listen"])
         self.migration_steps = 0
         return self._reply(handler, 202, self.migration)
+
+    def _balloon(self, handler, method, path, body):
+        if self.balloon is None:
+            return self._reply(handler, 404, error_body("not_found",
+                                                        "the VM has no balloon device"))
+        if path == "/v1/balloon/stats":
+            return self._reply(handler, 200, self.balloon_stats)
+        if method == "GET":
+            return self._reply(handler, 200, self.balloon)
+        try:
+            fields = json.loads(body or b"{}")
+        except ValueError:
+            return self._reply(handler, 400, error_body("invalid_argument", "bad JSON"))
+        if not isinstance(fields, dict) or len(fields) != 1 or \
+                not set(fields) <= {"target_bytes", "guest_memory_bytes"}:
+            return self._reply(handler, 400, error_body("invalid_argument", "one field"))
+        ram = self.balloon["memory_bytes"]
+        if "guest_memory_bytes" in fields:
+            if fields["guest_memory_bytes"] > ram:
+                return self._reply(handler, 400, error_body("invalid_argument",
+                                                            "more than the guest's RAM"))
+            target = ram - fields["guest_memory_bytes"]
+        else:
+            target = fields["target_bytes"]
+        if target % 4096 or target >= ram:
+            return self._reply(handler, 400, error_body(
+                "invalid_argument", "the balloon target must be a multiple of 4 KiB below "
+                "the guest's RAM"))
+        if self.state not in ("created", "running", "paused"):
+            return self._reply(handler, 409, error_body(
+                "state", "cannot set the balloon target: the VM is " + self.state,
+                state=self.state))
+        self.balloon.update(target_bytes=target, actual_bytes=target,
+                            guest_memory_bytes=ram - target)
+        return self._reply(handler, 200, self.balloon)
 
     def _finish_shutdown(self):
         if self.exit_on_shutdown:

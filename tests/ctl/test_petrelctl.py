@@ -78,6 +78,7 @@ def main():
     try:
         run_tests(tmp)
         run_migration_tests(tmp)
+        run_balloon_tests(tmp)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     if failures:
@@ -341,6 +342,72 @@ def run_migration_tests(tmp):
     check("--wait --json prints the final status", json.loads(out)["total_ms"] == 1234, out)
     fake.stop()
     expect("migrate-status, no server: 3", s + ["migrate-status"], 3)
+
+
+def run_balloon_tests(tmp):
+    sock = os.path.join(tmp, "bal.sock")
+    fake = FakePetrel(sock, name="bal")
+    s = ["-s", sock]
+
+    for args, verb in ((["balloon"], "balloon"), (["balloon", "set"], "balloon set"),
+                       (["balloon", "stats"], "balloon stats"), (["setmem"], "setmem")):
+        expect(verb + " --help", args + ["--help"], 0,
+               contains=["Usage: petrelctl -s SOCKET " + verb])
+    expect("help lists balloon", ["help"], 0, contains=["balloon set", "setmem"])
+    expect("balloon set without SIZE: 2", s + ["balloon", "set"], 2, contains=["a size"])
+    expect("setmem junk: 2", s + ["setmem", "lots"], 2, contains=["not 'lots'"])
+    expect("balloon bogus: 2", s + ["balloon", "pop"], 2, contains=["not 'pop'"])
+    check("usage errors sent nothing", fake.requests == [], repr(fake.requests))
+
+    # No balloon: 404 is an API error, exit 1, with the server's message.
+    expect("balloon without a device: 1", s + ["balloon"], 1,
+           stderr="petrelctl: the VM has no balloon device\n")
+    expect("balloon stats without a device: 1", s + ["balloon", "stats"], 1)
+
+    fake.balloon = {"target_bytes": 0, "actual_bytes": 0, "memory_bytes": 512 << 20,
+                    "guest_memory_bytes": 512 << 20, "deflate_on_oom": True,
+                    "stats_interval_s": 5, "free_page_reporting": False}
+    fake.balloon_stats = {"swap_in": 0, "swap_out": 0, "major_faults": 12,
+                          "minor_faults": 3456, "free_memory": 300 << 20,
+                          "total_memory": 500 << 20, "available_memory": None,
+                          "disk_caches": 40 << 20, "hugetlb_allocations": None,
+                          "hugetlb_failures": None, "updated_at": "2026-11-22T05:00:00.000Z",
+                          "age_seconds": 3.5, "unknown_tags": 0}
+    expect("balloon", s + ["balloon"], 0, stdout=(
+        "target:              0 B\n"
+        "actual:              0 B\n"
+        "guest memory:        512 MiB of 512 MiB\n"
+        "deflate on OOM:      yes\n"
+        "stats interval:      5s\n"
+        "free page reporting: no\n"))
+    rc, out, _ = expect("balloon set 128M", s + ["balloon", "set", "128M"], 0,
+                        contains=["target:              128 MiB",
+                                  "guest memory:        384 MiB of 512 MiB"])
+    check("balloon set sent target_bytes",
+          fake.requests[-1][:2] == ("PUT", "/v1/balloon") and
+          json.loads(fake.requests[-1][2]) == {"target_bytes": 128 << 20},
+          repr(fake.requests[-1]))
+    expect("setmem 448M", s + ["setmem", "448M"], 0, contains=["target:              64 MiB"])
+    check("setmem sent guest_memory_bytes",
+          json.loads(fake.requests[-1][2]) == {"guest_memory_bytes": 448 << 20},
+          repr(fake.requests[-1]))
+    rc, out, _ = expect("balloon --json", s + ["balloon", "--json"], 0)
+    check("balloon --json is the API's JSON", json.loads(out) == fake.balloon, out)
+    expect("balloon set 512M: 1", s + ["balloon", "set", "512M"], 1,
+           contains=["below the guest's RAM"])
+    expect("setmem 1G: 1", s + ["setmem", "1G"], 1, contains=["more than the guest's RAM"])
+
+    expect("balloon stats", s + ["balloon", "stats"], 0, contains=[
+        "free memory:         300 MiB\n", "available memory:    -\n",
+        "disk caches:         40 MiB\n", "major faults:        12\n",
+        "updated:             2026-11-22T05:00:00.000Z (3s ago)\n"])
+    rc, out, _ = expect("balloon stats --json", s + ["balloon", "stats", "--json"], 0)
+    check("balloon stats --json keeps nulls", json.loads(out)["available_memory"] is None, out)
+
+    ctl(*s, "stop")
+    expect("balloon set after stop: 4", s + ["balloon", "set", "64M"], 4,
+           stderr="petrelctl: cannot set the balloon target: the VM is shut-off\n")
+    fake.stop()
 
 
 if __name__ == "__main__":

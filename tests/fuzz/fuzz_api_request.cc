@@ -1,7 +1,7 @@
 // Fuzz target: the control API's request path, from raw bytes to a response: Beast's request
 // parser configured exactly as ApiSession configures it (configure_request_parser, default
-// ApiLimits), to_api_request, and the real Router with add_vm_routes, add_metrics_routes and
-// add_migration_routes
+// ApiLimits), to_api_request, and the real Router with add_vm_routes, add_metrics_routes,
+// add_migration_routes and add_balloon_routes (with a balloon present)
 // over a FakeVmControl (tests/unit/fake_vm_control.h).
 //
 // Input: one or more HTTP/1.1 requests back to back (pipelined, as a client may send them).
@@ -28,6 +28,7 @@
 #include "../unit/fake_vm_control.h"
 #include "api/api_counters.h"
 #include "api/api_session.h"
+#include "api/balloon_routes.h"
 #include "api/metrics_routes.h"
 #include "api/migration_routes.h"
 #include "api/router.h"
@@ -124,6 +125,8 @@ extern "C" int LLVMFuzzerTestOneInput(const uint8_t* data, size_t size) {
   expect(petrel::add_vm_routes(router, vm).ok(), "vm routes");
   expect(petrel::add_metrics_routes(router, vm, counters).ok(), "metrics routes");
   expect(petrel::add_migration_routes(router, vm).ok(), "migration routes");
+  expect(petrel::add_balloon_routes(router, vm).ok(), "balloon routes");
+  vm.set_balloon_present(true);
   petrel::ApiLimits limits;
 
   std::size_t offset = 0;

@@ -179,6 +179,65 @@ class FakeVmControl final : public VmControl {
     return ok();
   }
 
+  // The balloon: kNotFound until set_balloon_present(); kState without a VM (kEmpty) and for
+  // a new target once the VM is gone (shut-off, crashed, ...). A target must be a multiple of
+  // 4 KiB and below the 256 MiB of RAM, as the real controller requires.
+  Result<BalloonInfo> balloon() const override {
+    std::lock_guard lock(shared_->mutex);
+    PETREL_TRY(balloon_usable(false));
+    return *balloon_;
+  }
+
+  Result<void> set_balloon_target(uint64_t target_bytes) override {
+    PETREL_TRY(take_next_error());
+    std::lock_guard lock(shared_->mutex);
+    PETREL_TRY(balloon_usable(true));
+    if (target_bytes % 4096 != 0 || target_bytes >= balloon_->memory_bytes) {
+      return Error(ErrorCode::kInvalidArgument,
+                   "the balloon target must be a multiple of 4 KiB below the guest's RAM");
+    }
+    balloon_->target_bytes = target_bytes;
+    last_balloon_target_ = target_bytes;
+    return ok();
+  }
+
+  Result<BalloonStats> balloon_stats() const override {
+    std::lock_guard lock(shared_->mutex);
+    PETREL_TRY(balloon_usable(false));
+    return balloon_stats_;
+  }
+
+  // Gives the VM a balloon (the fake's RAM: 256 MiB) or takes it away.
+  void set_balloon_present(bool present) {
+    std::lock_guard lock(shared_->mutex);
+    if (!present) {
+      balloon_.reset();
+      return;
+    }
+    balloon_ = BalloonInfo{.present = true,
+                           .target_bytes = 0,
+                           .actual_bytes = 0,
+                           .memory_bytes = 256ULL << 20,
+                           .deflate_on_oom = true,
+                           .stats_interval_s = 5,
+                           .free_page_reporting = false};
+  }
+  // What the guest "did": its actual size, and the stats it sent.
+  void set_balloon_actual(uint64_t bytes) {
+    std::lock_guard lock(shared_->mutex);
+    if (balloon_) {
+      balloon_->actual_bytes = bytes;
+    }
+  }
+  void set_balloon_stats(BalloonStats stats) {
+    std::lock_guard lock(shared_->mutex);
+    balloon_stats_ = std::move(stats);
+  }
+  std::optional<uint64_t> last_balloon_target() const {
+    std::lock_guard lock(shared_->mutex);
+    return last_balloon_target_;
+  }
+
   // What the test wants GET /v1/migration to report next.
   void set_migration(MigrationStatus status) {
     std::lock_guard lock(shared_->mutex);
@@ -246,6 +305,23 @@ class FakeVmControl final : public VmControl {
   }
 
   // Guarded by shared_->mutex.
+  Result<void> balloon_usable(bool for_change) const {
+    VmState state = lifecycle_.state();
+    if (state == VmState::kEmpty) {
+      return Error(ErrorCode::kState, "cannot use the balloon: this petrel has no VM");
+    }
+    if (!balloon_) {
+      return Error(ErrorCode::kNotFound, "the VM has no balloon device");
+    }
+    if (for_change && state != VmState::kCreated && state != VmState::kRunning &&
+        state != VmState::kPaused) {
+      return Error(ErrorCode::kState,
+                   "cannot set the balloon target: the VM is " + std::string(to_string(state)));
+    }
+    return ok();
+  }
+
+  // Guarded by shared_->mutex.
   bool migration_active() const {
     switch (migration_.phase) {
       case MigrationPhase::kListening:
@@ -286,6 +362,9 @@ class FakeVmControl final : public VmControl {
   std::optional<RestoreRequest> last_restore_;
   std::optional<MigrateSendRequest> last_send_;
   std::optional<MigrateReceiveRequest> last_receive_;
+  std::optional<BalloonInfo> balloon_;
+  BalloonStats balloon_stats_;
+  std::optional<uint64_t> last_balloon_target_;
 };
 
 }  // namespace petrel::testing

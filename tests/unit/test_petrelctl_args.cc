@@ -192,3 +192,72 @@ TEST_CASE("petrelctl: snapshot, restore and migration verbs", "[petrelctl]") {
     CHECK_FALSE(r.ok());
   }
 }
+
+TEST_CASE("petrelctl: balloon, balloon set, balloon stats and setmem", "[petrelctl][balloon]") {
+  auto cmd = parse_args({"-s", "vm1", "balloon"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kBalloon);
+
+  cmd = parse_args({"-s", "vm1", "balloon", "stats", "--json"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kBalloonStats);
+  CHECK(cmd->json);
+
+  cmd = parse_args({"-s", "vm1", "balloon", "set", "128M"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kBalloonSet);
+  CHECK(cmd->size_bytes == 128ull << 20);
+
+  cmd = parse_args({"balloon", "set", "0", "-s", "vm1"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->size_bytes == 0);
+
+  cmd = parse_args({"-s", "vm1", "setmem", "1G"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kSetmem);
+  CHECK(cmd->size_bytes == 1ull << 30);
+
+  cmd = parse_args({"-s", "vm1", "balloon", "set", "--help"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->show_help);
+  CHECK(cmd->verb == Verb::kBalloonSet);
+  CHECK(help_text(Verb::kBalloonSet).find("Usage: petrelctl -s SOCKET balloon set SIZE") == 0);
+  cmd = parse_args({"help", "setmem"}, "");
+  REQUIRE(cmd.ok());
+  CHECK(cmd->verb == Verb::kSetmem);
+  CHECK(help_text(Verb::kHelp).find("balloon stats") != std::string::npos);
+}
+
+TEST_CASE("petrelctl: balloon usage errors", "[petrelctl][balloon]") {
+  auto message = [](const Args& args) {
+    auto cmd = parse_args(args, "");
+    REQUIRE_FALSE(cmd.ok());
+    CHECK(cmd.error().code() == petrel::ErrorCode::kInvalidArgument);
+    return cmd.error().message();
+  };
+  CHECK(message({"-s", "a", "balloon", "set"}) == "balloon set needs a size, e.g. 128M or 1G");
+  CHECK(message({"-s", "a", "setmem"}) == "setmem needs a size, e.g. 128M or 1G");
+  CHECK(message({"-s", "a", "balloon", "inflate"}) ==
+        "balloon takes 'set SIZE' or 'stats', not 'inflate'");
+  CHECK(message({"-s", "a", "balloon", "set", "lots"}) ==
+        "a size is digits with an optional K, M, G or T suffix (e.g. 128M, 1G), not 'lots'");
+  CHECK(message({"-s", "a", "balloon", "set", "1M", "2M"}) == "unexpected argument '2M'");
+  CHECK(message({"-s", "a", "balloon", "stats", "now"}) == "unexpected argument 'now'");
+  CHECK(message({"balloon"}) == "balloon needs the VM's socket: -s PATH or -s NAME");
+}
+
+TEST_CASE("petrelctl: sizes", "[petrelctl][balloon]") {
+  CHECK(*parse_size_arg("4096") == 4096);
+  CHECK(*parse_size_arg("128M") == 128ull << 20);
+  CHECK(*parse_size_arg("128mib") == 128ull << 20);
+  CHECK(*parse_size_arg("2G") == 2ull << 30);
+  CHECK(*parse_size_arg("1t") == 1ull << 40);
+  CHECK(*parse_size_arg("8K") == 8192);
+  CHECK(*parse_size_arg("7B") == 7);
+  CHECK(*parse_size_arg("18446744073709551615") == UINT64_MAX);
+  for (const char* bad :
+       {"", "M", "-1M", "1.5G", "1 G", "1X", "16777216T", "18446744073709551616"}) {
+    INFO(bad);
+    CHECK_FALSE(parse_size_arg(bad).ok());
+  }
+}

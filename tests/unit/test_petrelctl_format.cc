@@ -156,3 +156,60 @@ TEST_CASE("petrelctl: snapshot and migration output", "[petrelctl]") {
   CHECK(!format_migration(json{{"bytes", "x"}, {"phase", 5}}).empty());
   CHECK(format_migration_progress(json("x")) == "-");
 }
+
+TEST_CASE("petrelctl: balloon info", "[petrelctl][balloon]") {
+  json info = {{"target_bytes", 128ull << 20}, {"actual_bytes", 96ull << 20},
+               {"memory_bytes", 256ull << 20}, {"guest_memory_bytes", 160ull << 20},
+               {"deflate_on_oom", true},       {"stats_interval_s", 5},
+               {"free_page_reporting", false}};
+  CHECK(format_balloon(info) ==
+        "target:              128 MiB\n"
+        "actual:              96 MiB\n"
+        "guest memory:        160 MiB of 256 MiB\n"
+        "deflate on OOM:      yes\n"
+        "stats interval:      5s\n"
+        "free page reporting: no\n");
+  info["stats_interval_s"] = 0;
+  CHECK(format_balloon(info).find("stats interval:      off\n") != std::string::npos);
+
+  json hostile = {{"target_bytes", -1}, {"memory_bytes", "x"}, {"deflate_on_oom", "\x1b[2J"}};
+  std::string text = format_balloon(hostile);
+  CHECK(text.find('\x1b') == std::string::npos);
+  CHECK(text.find("target:              -1\n") != std::string::npos);
+  CHECK(text.find("guest memory:        -\n") != std::string::npos);
+  CHECK(text.find("deflate on OOM:      -\n") != std::string::npos);
+  CHECK_FALSE(format_balloon(json::array()).empty());
+}
+
+TEST_CASE("petrelctl: balloon stats with units, nulls and the age", "[petrelctl][balloon]") {
+  json stats = {{"swap_in", 0},
+                {"swap_out", nullptr},
+                {"major_faults", 7},
+                {"minor_faults", 1234},
+                {"free_memory", 100ull << 20},
+                {"total_memory", 250ull << 20},
+                {"available_memory", 3ull << 29},
+                {"disk_caches", nullptr},
+                {"hugetlb_allocations", nullptr},
+                {"hugetlb_failures", 0},
+                {"updated_at", "2027-01-15T08:00:00.000Z"},
+                {"age_seconds", 4.25},
+                {"unknown_tags", 3}};
+  CHECK(format_balloon_stats(stats) ==
+        "free memory:         100 MiB\n"
+        "available memory:    1.5 GiB\n"
+        "total memory:        250 MiB\n"
+        "disk caches:         -\n"
+        "swapped in:          0 B\n"
+        "swapped out:         -\n"
+        "major faults:        7\n"
+        "minor faults:        1234\n"
+        "hugetlb allocations: -\n"
+        "hugetlb failures:    0\n"
+        "updated:             2027-01-15T08:00:00.000Z (4s ago)\n"
+        "unknown tags:        3\n");
+  stats["updated_at"] = nullptr;
+  stats["age_seconds"] = nullptr;
+  CHECK(format_balloon_stats(stats).find("updated:             never\n") != std::string::npos);
+  CHECK(format_balloon_stats(json("x")).find("free memory:         -\n") != std::string::npos);
+}

@@ -1,5 +1,6 @@
 #include "api/petrelctl/ctl_args.h"
 
+#include <algorithm>
 #include <array>
 #include <cctype>
 #include <charconv>
@@ -62,6 +63,20 @@ constexpr std::array kVerbDocs{
             "  --wait         print progress until the migration ends; exit 0 once completed\n"},
     VerbDoc{Verb::kMigrateStatus, "migrate-status", "", "show the current or last migration", ""},
     VerbDoc{Verb::kMigrateCancel, "migrate-cancel", "", "cancel the active migration", ""},
+    VerbDoc{Verb::kBalloon, "balloon", "[set SIZE | stats]",
+            "show the balloon's target and actual size",
+            "  set SIZE       ask the guest to give SIZE to the balloon (petrelctl balloon set)\n"
+            "  stats          the guest's memory statistics and their age\n"},
+    VerbDoc{Verb::kBalloonSet, "balloon set", "SIZE",
+            "set the balloon's target: the memory taken from the guest",
+            "  SIZE           bytes with an optional K, M, G or T suffix (powers of 1024), a\n"
+            "                 multiple of 4K below the guest's RAM; 0 gives everything back\n"},
+    VerbDoc{Verb::kBalloonStats, "balloon stats", "",
+            "show the guest's memory statistics (free, available, caches, swap, faults)", ""},
+    VerbDoc{Verb::kSetmem, "setmem", "SIZE",
+            "set the guest's memory to SIZE (the balloon takes the rest of its RAM)",
+            "  SIZE           bytes with an optional K, M, G or T suffix (powers of 1024), a\n"
+            "                 multiple of 4K, at most the guest's RAM\n"},
     VerbDoc{Verb::kHelp, "help", "[VERB]", "show this help or a verb's", ""},
 };
 
@@ -248,7 +263,62 @@ Result<bool> parse_global_option(CtlCommand& cmd, const std::string& arg, ArgCur
   return false;
 }
 
+// A balloon subcommand word after `balloon`.
+Result<void> balloon_subcommand(CtlCommand& cmd, std::string_view word) {
+  if (word == "set") {
+    cmd.verb = Verb::kBalloonSet;
+  } else if (word == "stats") {
+    cmd.verb = Verb::kBalloonStats;
+  } else {
+    return usage(fmt::format("balloon takes 'set SIZE' or 'stats', not '{}'", word));
+  }
+  return ok();
+}
+
+struct SizeUnit {
+  std::string_view suffix;  // lower case
+  uint64_t bytes;
+};
+
+constexpr std::array<SizeUnit, 10> kSizeUnits{{
+    {"", 1},
+    {"b", 1},
+    {"k", 1ull << 10},
+    {"kib", 1ull << 10},
+    {"m", 1ull << 20},
+    {"mib", 1ull << 20},
+    {"g", 1ull << 30},
+    {"gib", 1ull << 30},
+    {"t", 1ull << 40},
+    {"tib", 1ull << 40},
+}};
+
 }  // namespace
+
+Result<uint64_t> parse_size_arg(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
+    ++digits;
+  }
+  std::string suffix;
+  for (char ch : text.substr(digits)) {
+    suffix += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
+  }
+  const auto* unit = std::find_if(kSizeUnits.begin(), kSizeUnits.end(),
+                                  [&](const SizeUnit& u) { return u.suffix == suffix; });
+  uint64_t value = 0;
+  bool overflow = false;
+  for (char ch : text.substr(0, digits)) {
+    overflow = overflow || __builtin_mul_overflow(value, 10, &value) ||
+               __builtin_add_overflow(value, static_cast<uint64_t>(ch - '0'), &value);
+  }
+  if (digits == 0 || unit == kSizeUnits.end() || overflow ||
+      __builtin_mul_overflow(value, unit->bytes, &value)) {
+    return usage(fmt::format(
+        "a size is digits with an optional K, M, G or T suffix (e.g. 128M, 1G), not '{}'", text));
+  }
+  return value;
+}
 
 std::optional<Verb> verb_from_string(std::string_view word) {
   for (const auto& doc : kVerbDocs) {
@@ -261,7 +331,7 @@ std::optional<Verb> verb_from_string(std::string_view word) {
 
 bool takes_target(Verb verb) {
   return verb == Verb::kSnapshot || verb == Verb::kRestore || verb == Verb::kMigrate ||
-         verb == Verb::kMigrateReceive;
+         verb == Verb::kMigrateReceive || verb == Verb::kBalloonSet || verb == Verb::kSetmem;
 }
 
 std::string_view to_string(Verb verb) {
@@ -311,6 +381,10 @@ Result<CtlCommand> parse_args(const std::vector<std::string>& args, std::string_
       cmd.show_help = true;
       continue;
     }
+    if (have_verb && cmd.verb == Verb::kBalloon) {
+      PETREL_TRY(balloon_subcommand(cmd, arg));
+      continue;
+    }
     if (have_verb && takes_target(cmd.verb) && cmd.target.empty()) {
       if (arg.empty()) {
         return usage(fmt::format("{} needs a non-empty argument", to_string(cmd.verb)));
@@ -339,7 +413,12 @@ Result<CtlCommand> parse_args(const std::vector<std::string>& args, std::string_
         "{} needs {}", to_string(cmd.verb),
         cmd.verb == Verb::kSnapshot || cmd.verb == Verb::kRestore ? "the snapshot directory"
         : cmd.verb == Verb::kMigrate ? "the destination (unix:PATH or tcp:HOST:PORT)"
-                                     : "the address to listen on (unix:PATH or tcp:HOST:PORT)"));
+        : cmd.verb == Verb::kMigrateReceive
+            ? "the address to listen on (unix:PATH or tcp:HOST:PORT)"
+            : "a size, e.g. 128M or 1G"));
+  }
+  if (cmd.verb == Verb::kBalloonSet || cmd.verb == Verb::kSetmem) {
+    PETREL_TRY_ASSIGN(cmd.size_bytes, parse_size_arg(cmd.target));
   }
   if (socket_arg) {
     if (cmd.verb == Verb::kList) {

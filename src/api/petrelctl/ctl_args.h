@@ -37,6 +37,10 @@ enum class Verb {
   kMigrateReceive,
   kMigrateStatus,
   kMigrateCancel,
+  kBalloon,       // balloon: show target and actual size
+  kBalloonSet,    // balloon set SIZE
+  kBalloonStats,  // balloon stats
+  kSetmem,        // setmem SIZE: the guest keeps SIZE, the balloon takes the rest
 };
 
 // "info", "state", ...; nullopt for an unknown word.
@@ -78,7 +82,13 @@ struct CtlCommand {
   std::optional<std::chrono::milliseconds> migrate_downtime;
   std::optional<std::chrono::milliseconds> migrate_timeout;
   std::optional<uint32_t> max_rounds;
+  // balloon set / setmem: SIZE in bytes (parse_size_arg of `target`), filled in by parse_args.
+  uint64_t size_bytes = 0;
 };
+
+// A size as the user writes it: digits with an optional binary suffix K, M, G, T (also KiB,
+// MiB, GiB, TiB, or B for bytes; any case), e.g. "128M", "1G", "4096". Usage error otherwise.
+Result<uint64_t> parse_size_arg(std::string_view text);
 
 // Whether `verb` takes the positional argument `target` (and requires it).
 bool takes_target(Verb verb);

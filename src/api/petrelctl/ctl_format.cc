@@ -232,6 +232,61 @@ std::string format_list(const std::vector<ListRow>& rows) {
   return out;
 }
 
+namespace {
+
+// true/false as yes/no; anything else "-".
+std::string yes_no(const json& object, std::string_view key) {
+  const json& value = field(object, key);
+  return value.is_boolean() ? (value.get<bool>() ? "yes" : "no") : "-";
+}
+
+}  // namespace
+
+std::string format_balloon(const json& info) {
+  std::string guest = bytes_of(info, "guest_memory_bytes");
+  if (auto ram = non_negative(field(info, "memory_bytes"))) {
+    guest += " of " + format_bytes(*ram);
+  }
+  const json& interval = field(info, "stats_interval_s");
+  std::string interval_text = scalar_text(interval);
+  if (auto seconds = non_negative(interval)) {
+    interval_text = *seconds == 0 ? "off" : format_duration(static_cast<double>(*seconds));
+  }
+  return aligned({
+      {"target", bytes_of(info, "target_bytes")},
+      {"actual", bytes_of(info, "actual_bytes")},
+      {"guest memory", guest},
+      {"deflate on OOM", yes_no(info, "deflate_on_oom")},
+      {"stats interval", interval_text},
+      {"free page reporting", yes_no(info, "free_page_reporting")},
+  });
+}
+
+std::string format_balloon_stats(const json& stats) {
+  // virtio 1.2 5.5.6.3: swap and memory tags are bytes, fault and hugetlb tags counts.
+  std::string updated = "never";
+  if (field(stats, "updated_at").is_string()) {
+    updated = text_of(stats, "updated_at");
+    if (field(stats, "age_seconds").is_number()) {
+      updated += " (" + duration_of(stats, "age_seconds") + " ago)";
+    }
+  }
+  return aligned({
+      {"free memory", bytes_of(stats, "free_memory")},
+      {"available memory", bytes_of(stats, "available_memory")},
+      {"total memory", bytes_of(stats, "total_memory")},
+      {"disk caches", bytes_of(stats, "disk_caches")},
+      {"swapped in", bytes_of(stats, "swap_in")},
+      {"swapped out", bytes_of(stats, "swap_out")},
+      {"major faults", text_of(stats, "major_faults")},
+      {"minor faults", text_of(stats, "minor_faults")},
+      {"hugetlb allocations", text_of(stats, "hugetlb_allocations")},
+      {"hugetlb failures", text_of(stats, "hugetlb_failures")},
+      {"updated", updated},
+      {"unknown tags", text_of(stats, "unknown_tags")},
+  });
+}
+
 std::string api_error_message(unsigned status, std::string_view body) {
   json parsed = json::parse(body, nullptr, false);
   const json& message = field(field(parsed, "error"), "message");

@@ -58,6 +58,15 @@ std::string format_migration(const nlohmann::json& status);
 // 200 MiB remaining, 800 MiB/s, dirtying 100 MiB/s, expected downtime 120 ms".
 std::string format_migration_progress(const nlohmann::json& status);
 
+// GET/PUT /v1/balloon as aligned lines, each ending in '\n': target, actual, guest memory
+// ("160 MiB of 256 MiB"), deflate on OOM, stats interval ("5s" or "off"), free page reporting.
+std::string format_balloon(const nlohmann::json& info);
+
+// GET /v1/balloon/stats as aligned lines, each ending in '\n': sizes in binary units, counts
+// as numbers, "-" for what the guest has not reported, and when it last did ("<time> (4s
+// ago)", or "never").
+std::string format_balloon_stats(const nlohmann::json& stats);
+
 // The message of an API error body ({"error":{"message":...}}), or "HTTP <status>" plus the
 // start of the body when it has none. Control characters are replaced.
 std::string api_error_message(unsigned status, std::string_view body);

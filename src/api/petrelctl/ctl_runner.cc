@@ -53,6 +53,13 @@ int CtlRunner::run() try {
       return migrate_status();
     case Verb::kMigrateCancel:
       return migrate_cancel();
+    case Verb::kBalloon:
+      return balloon_info();
+    case Verb::kBalloonSet:
+    case Verb::kSetmem:
+      return balloon_set();
+    case Verb::kBalloonStats:
+      return balloon_stats();
     case Verb::kHelp:
       out_ << help_text(Verb::kHelp);
       return kExitOk;

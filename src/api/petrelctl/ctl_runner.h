@@ -40,6 +40,12 @@ class CtlRunner {
   int migrate_cancel();
   // Polls GET /v1/migration until the migration ends or `limit` passes.
   int wait_for_migration(std::chrono::milliseconds limit);
+  // balloon, balloon set, setmem, balloon stats (ctl_runner_balloon.cc).
+  int balloon_info();
+  int balloon_set();
+  int balloon_stats();
+  // Prints a balloon answer (readable or --json) and returns the exit status.
+  int balloon_answer(const Result<HttpResponse>& response);
 
   // The exit status for a failed exchange / an error answer, after printing its message.
   int fail(const Error& error);

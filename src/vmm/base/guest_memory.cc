@@ -1,6 +1,9 @@
 #include "vmm/base/guest_memory.h"
 
+#include <sys/mman.h>
+
 #include <algorithm>
+#include <cerrno>
 
 #include <fmt/format.h>
 
@@ -34,7 +37,7 @@ Result<GuestMemory> GuestMemory::create_anonymous(std::span<const GuestRegionSpe
   regions.reserve(sorted.size());
   for (const auto& s : sorted) {
     PETREL_TRY_ASSIGN(auto mapping, MmapRegion::anonymous(s.size));
-    regions.emplace_back(s.start, std::move(mapping));
+    regions.emplace_back(s.start, std::move(mapping), RegionBacking::kAnonymous);
   }
   return GuestMemory(std::move(regions));
 }
@@ -115,6 +118,30 @@ void GuestMemory::mark_dirty(GuestAddress addr, uint64_t len) const {
   uint64_t offset = addr - region->start();
   uint64_t last = std::min(offset + (len - 1), region->size() - 1);
   region->dirty().mark(offset / kPageSize, last / kPageSize - offset / kPageSize + 1);
+}
+
+Result<void> GuestMemory::discard(GuestAddress addr, uint64_t len) const {
+  if (len == 0 || len % kPageSize != 0 || addr.value() % kPageSize != 0) {
+    return Error(
+        ErrorCode::kInvalidArgument,
+        fmt::format("discard {:#x}+{:#x}: not page-aligned and non-empty", addr.value(), len));
+  }
+  const GuestRegion* region = find(addr);
+  PETREL_TRY_ASSIGN(auto bytes, slice(addr, len));
+  void* host = bytes.data();
+  if (region->backing() == RegionBacking::kAnonymous) {
+    if (::madvise(host, len, MADV_DONTNEED) != 0) {
+      return Error::from_errno(fmt::format("madvise(DONTNEED) {:#x}+{:#x}", addr.value(), len),
+                               errno);
+    }
+    return {};
+  }
+  void* mapped = ::mmap(host, len, PROT_READ | PROT_WRITE,
+                        MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE | MAP_FIXED, -1, 0);
+  if (mapped == MAP_FAILED) {
+    return Error::from_errno(fmt::format("mmap over {:#x}+{:#x}", addr.value(), len), errno);
+  }
+  return {};
 }
 
 Result<void> GuestMemory::read(GuestAddress addr, std::span<std::byte> out) const {

@@ -114,6 +114,14 @@ uint64_t virtio_config_read64(struct virtio_dev* dev, uint32_t offset) {
   return v;
 }
 
+void virtio_config_write32(struct virtio_dev* dev, uint32_t offset, uint32_t value) {
+  dev->ops->config_write32(dev, offset, value);
+}
+
+uint32_t virtio_isr_take(struct virtio_dev* dev) {
+  return dev->ops->isr_take(dev);
+}
+
 /* ---- Split virtqueue ---- */
 
 static void clear_rings(struct virtq* q) {

@@ -30,6 +30,7 @@
 #define VIRTIO_ID_NET 1u
 #define VIRTIO_ID_BLOCK 2u
 #define VIRTIO_ID_RNG 4u
+#define VIRTIO_ID_BALLOON 5u
 
 /* 2.7.5 descriptor flags. */
 #define VIRTQ_DESC_F_NEXT 1u
@@ -64,6 +65,10 @@
 #define VIRTIO_MMIO_QUEUE_DEVICE_HIGH 0x0a4u
 #define VIRTIO_MMIO_CONFIG_GENERATION 0x0fcu
 #define VIRTIO_MMIO_CONFIG 0x100u
+
+/* 4.1.4.5 ISR status / 4.2.2 InterruptStatus bits. */
+#define VIRTIO_ISR_QUEUE 1u
+#define VIRTIO_ISR_CONFIG 2u
 
 /* 4.1.2 PCI device discovery. */
 #define VIRTIO_PCI_VENDOR 0x1af4u
@@ -170,6 +175,14 @@ uint8_t virtio_config_read8(struct virtio_dev* dev, uint32_t offset);
 uint16_t virtio_config_read16(struct virtio_dev* dev, uint32_t offset);
 uint32_t virtio_config_read32(struct virtio_dev* dev, uint32_t offset);
 uint64_t virtio_config_read64(struct virtio_dev* dev, uint32_t offset);
+/* Writes a 32-bit field of the device configuration (e.g. the balloon's `actual`, 5.5.4);
+ * ignored when outside the device config structure. */
+void virtio_config_write32(struct virtio_dev* dev, uint32_t offset, uint32_t value);
+
+/* Reads and acknowledges the interrupt status (VIRTIO_ISR_* bits): PCI reads the ISR byte,
+ * which clears it (4.1.4.5); MMIO reads InterruptStatus and writes it to InterruptACK
+ * (4.2.2). Lets a polling driver notice a configuration change without taking interrupts. */
+uint32_t virtio_isr_take(struct virtio_dev* dev);
 
 /* ---- Split virtqueue driven by polling ---- */
 struct virtq {

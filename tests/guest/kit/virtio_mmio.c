@@ -86,6 +86,22 @@ static uint32_t config_read(struct virtio_dev* dev, uint32_t offset, unsigned wi
   }
 }
 
+static void config_write32(struct virtio_dev* dev, uint32_t offset, uint32_t value) {
+  if (offset >= VIRTIO_MMIO_SLOT_SIZE - VIRTIO_MMIO_CONFIG ||
+      4u > VIRTIO_MMIO_SLOT_SIZE - VIRTIO_MMIO_CONFIG - offset) {
+    return;
+  }
+  mmio_write32(dev->mmio_base + VIRTIO_MMIO_CONFIG + offset, value);
+}
+
+static uint32_t isr_take(struct virtio_dev* dev) {
+  uint32_t isr = reg_read(dev, VIRTIO_MMIO_INTERRUPT_STATUS);
+  if (isr != 0) {
+    reg_write(dev, VIRTIO_MMIO_INTERRUPT_ACK, isr);
+  }
+  return isr;
+}
+
 static const struct virtio_transport_ops mmio_ops = {
     .get_status = get_status,
     .set_status = set_status,
@@ -96,6 +112,8 @@ static const struct virtio_transport_ops mmio_ops = {
     .notify = notify,
     .config_generation = config_generation,
     .config_read = config_read,
+    .config_write32 = config_write32,
+    .isr_take = isr_take,
 };
 
 bool virtio_mmio_find(uint32_t device_type, unsigned* index, struct virtio_dev* dev) {

@@ -93,6 +93,17 @@ static uint32_t config_read(struct virtio_dev* dev, uint32_t offset, unsigned wi
   }
 }
 
+static void config_write32(struct virtio_dev* dev, uint32_t offset, uint32_t value) {
+  if (offset >= dev->device_cfg_len || 4u > dev->device_cfg_len - offset) {
+    return;
+  }
+  mmio_write32(dev->device_cfg + offset, value);
+}
+
+static uint32_t isr_take(struct virtio_dev* dev) {
+  return mmio_read8(dev->isr_cfg); /* the read clears it (4.1.4.5) */
+}
+
 static const struct virtio_transport_ops pci_ops = {
     .get_status = get_status,
     .set_status = set_status,
@@ -103,6 +114,8 @@ static const struct virtio_transport_ops pci_ops = {
     .notify = notify,
     .config_generation = config_generation,
     .config_read = config_read,
+    .config_write32 = config_write32,
+    .isr_take = isr_take,
 };
 
 /* Walks the capability list (4.1.4) and fills in the virtio structures of dev; false with a

@@ -20,6 +20,10 @@ struct virtio_transport_ops {
   /* Reads `width` (1, 2 or 4) bytes of device config at offset; all-ones when outside the
    * device config structure. */
   uint32_t (*config_read)(struct virtio_dev* dev, uint32_t offset, unsigned width);
+  /* Writes 4 bytes of device config at offset; ignored when outside the structure. */
+  void (*config_write32)(struct virtio_dev* dev, uint32_t offset, uint32_t value);
+  /* Reads the interrupt status and acknowledges what it read. */
+  uint32_t (*isr_take)(struct virtio_dev* dev);
 };
 
 /* Each looks for devices of device_type; *index counts down the matches to skip, so a
