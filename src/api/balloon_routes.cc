@@ -23,13 +23,6 @@ Error invalid(std::string message) {
   return Error(ErrorCode::kInvalidArgument, std::move(message));
 }
 
-ApiResponse json_response(unsigned status, const Json& json) {
-  ApiResponse res;
-  res.status = status;
-  res.body = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return res;
-}
-
 Json optional_number(const std::optional<uint64_t>& value) {
   return value ? Json(*value) : Json();
 }

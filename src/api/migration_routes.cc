@@ -28,13 +28,6 @@ Error invalid(std::string message) {
   return Error(ErrorCode::kInvalidArgument, std::move(message));
 }
 
-ApiResponse json_response(unsigned status, const Json& json) {
-  ApiResponse res;
-  res.status = status;
-  res.body = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
-  return res;
-}
-
 bool is_host_char(char c) {
   return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '.' ||
          c == '-';

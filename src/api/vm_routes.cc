@@ -27,13 +27,6 @@ std::string dump(const J& json) {
   return json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
 }
 
-ApiResponse json_response(unsigned status, const Json& json) {
-  ApiResponse res;
-  res.status = status;
-  res.body = dump(json);
-  return res;
-}
-
 ApiResponse state_response(unsigned status, VmState state) {
   return json_response(status, Json{{"state", std::string(to_string(state))}});
 }
@@ -217,6 +210,13 @@ Result<void> add_vm_routes(Router& router, VmControl& control) {
   PETREL_TRY(router.add("GET", "/v1/events",
                         [&control](const ApiRequest& req) { return events(control, req); }));
   return ok();
+}
+
+ApiResponse json_response(unsigned status, const nlohmann::ordered_json& json) {
+  ApiResponse res;
+  res.status = status;
+  res.body = json.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace);
+  return res;
 }
 
 }  // namespace petrel

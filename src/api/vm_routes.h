@@ -40,6 +40,9 @@ std::string event_line(const VmEvent& event);
 // current state in error.state.
 ApiResponse action_error_response(const Error& error, const VmControl& control);
 
+// A response with `status` and `json` as its body (invalid UTF-8 in strings repaired).
+ApiResponse json_response(unsigned status, const nlohmann::ordered_json& json);
+
 // The JSON of GET /v1/vm.
 nlohmann::json vm_info_json(const VmInfo& info);
 
