@@ -68,6 +68,18 @@ Result<PvmHost> PvmHost::detect(const KvmSystem& kvm) {
   return PvmHost(true, features);
 }
 
+std::string_view to_string(ExecMode mode) {
+  switch (mode) {
+    case ExecMode::kPvmNative:
+      return "PVM native";
+    case ExecMode::kPvmEmulated:
+      return "PVM emulated";
+    case ExecMode::kHardware:
+      break;
+  }
+  return "hardware";
+}
+
 ExecMode PvmHost::choose_mode(bool guest_native_capable, bool force_emulated) const {
   if (!is_pvm_) {
     return ExecMode::kHardware;

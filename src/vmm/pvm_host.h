@@ -24,6 +24,9 @@ namespace petrel {
 
 enum class ExecMode { kHardware, kPvmEmulated, kPvmNative };
 
+// "hardware", "PVM emulated", "PVM native": logs, the API's exec_mode, error messages.
+std::string_view to_string(ExecMode mode);
+
 class PvmHost {
  public:
   static constexpr uint32_t kMsrVifPage = 0x4b564d10;    // write: VIF page GPA | kVifEnable

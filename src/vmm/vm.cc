@@ -262,10 +262,7 @@ void Vm::start(int console_fd) {
     }
   }
   loop_ = std::jthread([this] { io_.run(); });
-  spdlog::info("starting {} vCPU(s), {} mode", vcpus_.size(),
-               mode_ == ExecMode::kPvmNative     ? "PVM native"
-               : mode_ == ExecMode::kPvmEmulated ? "PVM emulated"
-                                                 : "hardware");
+  spdlog::info("starting {} vCPU(s), {} mode", vcpus_.size(), to_string(mode_));
   for (auto& vcpu : vcpus_) {
     vcpu->start();
   }

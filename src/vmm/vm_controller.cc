@@ -20,18 +20,6 @@ constexpr std::chrono::milliseconds kStreamDrainTime{200};
 // GET /v1/migration (petrelctl migrate --wait) sees "completed" before petrel exits.
 constexpr std::chrono::milliseconds kMigratedLinger{2000};
 
-std::string_view exec_mode_name(ExecMode mode) {
-  switch (mode) {
-    case ExecMode::kPvmNative:
-      return "PVM native";
-    case ExecMode::kPvmEmulated:
-      return "PVM emulated";
-    case ExecMode::kHardware:
-      break;
-  }
-  return "hardware";
-}
-
 nlohmann::json state_event(const VmTransition& t) {
   return {{"from", to_string(t.from)}, {"to", to_string(t.to)}, {"action", to_string(t.action)}};
 }
@@ -276,7 +264,7 @@ VmInfo VmController::info() const {
   }
   info.started_at = started_at_;
   info.boot_count = boot_count_;
-  info.exec_mode = vm_ ? std::string(exec_mode_name(vm_->exec_mode())) : "";
+  info.exec_mode = vm_ ? std::string(to_string(vm_->exec_mode())) : "";
   info.version = PETREL_VERSION;
   info.pid = static_cast<int>(::getpid());
   return info;

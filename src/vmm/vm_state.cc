@@ -37,18 +37,6 @@ uint8_t mode_code(ExecMode mode) {
   return 0;
 }
 
-std::string_view mode_name(ExecMode mode) {
-  switch (mode) {
-    case ExecMode::kHardware:
-      return "hardware";
-    case ExecMode::kPvmEmulated:
-      return "PVM emulated";
-    case ExecMode::kPvmNative:
-      return "PVM native";
-  }
-  return "unknown";
-}
-
 struct MachineRecord {
   uint32_t vcpus = 0;
   ExecMode mode = ExecMode::kHardware;
@@ -186,7 +174,7 @@ Result<void> Vm::restore_state(const VmConfig& config, std::span<const StateSect
   if (host_pvm != saved_pvm) {
     return Error(ErrorCode::kUnsupported,
                  fmt::format("the state was saved in {} mode; this host runs {} guests",
-                             mode_name(saved.mode), host_pvm ? "PVM" : "hardware-KVM"));
+                             to_string(saved.mode), host_pvm ? "PVM" : "hardware-KVM"));
   }
   mode_ = saved.mode;
   PETREL_TRY(create_vcpus(config));
@@ -222,7 +210,7 @@ Result<void> Vm::restore_state(const VmConfig& config, std::span<const StateSect
   // After the vCPUs: a pending MSI-X vector is delivered into a LAPIC at once.
   PETREL_TRY_ASSIGN(auto virtio_bytes, index.get(kVirtioSection));
   PETREL_TRY(virtio_->restore_state(virtio_bytes));
-  spdlog::info("restored {} vCPU(s), {} mode", config.vcpus, mode_name(mode_));
+  spdlog::info("restored {} vCPU(s), {} mode", config.vcpus, to_string(mode_));
   return {};
 }
 
