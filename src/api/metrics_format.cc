@@ -157,7 +157,7 @@ void balloon_families(PromText& p, const VmMetrics& vm) {
     const char* help;
     uint64_t BalloonMetrics::*field;
   };
-  static constexpr std::array<Counter, 4> kCounters{{
+  static constexpr std::array<Counter, 5> kCounters{{
       {"petrel_balloon_inflated_pages_total", "4 KiB pages the guest gave to the balloon.",
        &BalloonMetrics::inflated_pages_total},
       {"petrel_balloon_deflated_pages_total", "4 KiB pages the guest took back from the balloon.",
@@ -166,6 +166,9 @@ void balloon_families(PromText& p, const VmMetrics& vm) {
        &BalloonMetrics::reported_pages_total},
       {"petrel_balloon_ignored_pfns_total", "Page numbers from the guest outside its RAM, ignored.",
        &BalloonMetrics::ignored_pfns_total},
+      {"petrel_balloon_oom_deflated_pages_total",
+       "4 KiB pages the guest took back without the host lowering the target (deflate on OOM).",
+       &BalloonMetrics::oom_deflated_pages_total},
   }};
   for (const Counter& c : kCounters) {
     p.family(c.name, "counter", c.help);
@@ -272,7 +275,8 @@ nlohmann::json metrics_to_json(const VmMetrics& vm, const ApiMetrics& api) {
                       {"inflated_pages_total", b.inflated_pages_total},
                       {"deflated_pages_total", b.deflated_pages_total},
                       {"reported_pages_total", b.reported_pages_total},
-                      {"ignored_pfns_total", b.ignored_pfns_total}};
+                      {"ignored_pfns_total", b.ignored_pfns_total},
+                      {"oom_deflated_pages_total", b.oom_deflated_pages_total}};
   }
   return out;
 }

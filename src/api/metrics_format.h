@@ -23,7 +23,8 @@ namespace petrel {
 //  "nets": [{"id", "tap", "rx_bytes", "rx_packets", "rx_drops", "tx_bytes", "tx_packets",
 //            "tx_drops"}],
 //  "balloon": {"target_bytes", "actual_bytes", "inflated_pages_total",
-//              "deflated_pages_total", "reported_pages_total", "ignored_pfns_total"}
+//              "deflated_pages_total", "reported_pages_total", "ignored_pfns_total",
+//              "oom_deflated_pages_total"}
 //             (only when the VM has a balloon),
 //  "api": {"requests_total", "responses_by_status": {"200": n, ...}, "connections_total",
 //          "connections_active", "event_streams_active"}}

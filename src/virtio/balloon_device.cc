@@ -1,5 +1,5 @@
-// BalloonDevice: configuration, activation and the queues (balloon_device.h). Quiesce and
-// saved state: balloon_device_state.cc.
+// BalloonDevice: configuration, activation and the queues (balloon_device.h). The requests
+// themselves: balloon_device_pages.cc; quiesce and saved state: balloon_device_state.cc.
 #include "virtio/balloon_device.h"
 
 #include <algorithm>
@@ -18,17 +18,10 @@ namespace petrel::virtio {
 namespace {
 
 constexpr unsigned kBudget = 64;     // chains per queue per event-loop turn; the rest is posted
-constexpr size_t kPfnChunk = 1024;   // PFNs copied out of guest memory at a time
 constexpr uint64_t kConfigSize = 8;  // num_pages, actual (5.5.4)
 constexpr uint64_t kActualOffset = 4;
 
 }  // namespace
-
-// A run of consecutive guest pages inside one region, acted on with one discard.
-struct BalloonDevice::PfnRun {
-  BalloonPageMap::Location start;
-  uint64_t count = 0;
-};
 
 Result<std::shared_ptr<BalloonDevice>> BalloonDevice::create(const GuestMemory& memory,
                                                              const BalloonOptions& options,
@@ -139,9 +132,9 @@ BalloonStats BalloonDevice::stats() const {
 }
 
 BalloonCounters BalloonDevice::counters() const {
-  return BalloonCounters{counters_.inflated.load(), counters_.deflated.load(),
-                         counters_.reported.load(), counters_.ignored.load(),
-                         counters_.discard_errors.load()};
+  return BalloonCounters{counters_.inflated.load(),       counters_.deflated.load(),
+                         counters_.reported.load(),       counters_.ignored.load(),
+                         counters_.discard_errors.load(), counters_.oom_deflated.load()};
 }
 
 Result<void> BalloonDevice::activate(ActivateContext ctx) {
@@ -277,89 +270,6 @@ bool BalloonDevice::notify_used(uint16_t index) {
   return true;
 }
 
-void BalloonDevice::handle_pfns(const DescriptorChain& chain, bool inflate) {
-  ChainReader reader(memory_, chain);
-  const uint64_t readable = reader.remaining();
-  const uint64_t looked_at = std::min<uint64_t>(readable, kMaxPfnBytesPerChain) / 4 * 4;
-  if (readable > looked_at) {
-    const uint64_t past = readable - looked_at;
-    ignore(past / 4 + (past % 4 != 0 ? 1 : 0),
-           fmt::format("{} bytes of a {}-byte PFN array past the per-request limit or not a "
-                       "whole PFN",
-                       past, readable));
-  }
-  std::array<uint32_t, kPfnChunk> pfns{};
-  PfnRun run;
-  uint64_t left = looked_at / 4;
-  uint64_t outside = 0;
-  std::optional<uint64_t> first_outside;
-  while (left > 0) {
-    const size_t n = static_cast<size_t>(std::min<uint64_t>(left, kPfnChunk));
-    if (!reader.read(std::as_writable_bytes(std::span(pfns.data(), n))).ok()) {
-      break;  // cannot happen: the chain was checked and `left` counts its bytes
-    }
-    left -= n;
-    for (size_t i = 0; i < n; ++i) {
-      const uint32_t pfn = static_cast<uint32_t>(get_le(reinterpret_cast<std::byte*>(&pfns[i]), 4));
-      auto at = pages_.locate(pfn);
-      if (!at) {
-        ++outside;
-        first_outside = first_outside.value_or(pfn);
-        continue;
-      }
-      if (run.count > 0 && at->region == run.start.region &&
-          at->page == run.start.page + run.count) {
-        ++run.count;
-        continue;
-      }
-      flush_run(run, inflate);
-      run = PfnRun{*at, 1};
-    }
-  }
-  flush_run(run, inflate);
-  if (outside > 0) {
-    ignore(outside, fmt::format("{} {} PFNs outside guest RAM (first {:#x})", outside,
-                                inflate ? "inflate" : "deflate", *first_outside));
-  }
-}
-
-void BalloonDevice::flush_run(PfnRun& run, bool inflate) {
-  if (run.count == 0) {
-    return;
-  }
-  if (inflate) {
-    // 5.5.6.2: the page may change from here until the inflate request is acknowledged.
-    const GuestAddress addr = pages_.address(run.start);
-    if (auto r = memory_.discard(addr, run.count * kPfnPageSize); !r.ok()) {
-      counters_.discard_errors.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("virtio-balloon: {}", r.error().to_string());
-    }
-    pages_.set(run.start.region, run.start.page, run.count, true);
-    counters_.inflated.fetch_add(run.count, std::memory_order_relaxed);
-  } else {
-    // No F_MUST_TELL_HOST: nothing to do but forget the mark; the page faults in as zeros.
-    pages_.set(run.start.region, run.start.page, run.count, false);
-    counters_.deflated.fetch_add(run.count, std::memory_order_relaxed);
-  }
-  run.count = 0;
-}
-
-void BalloonDevice::handle_report(const DescriptorChain& chain) {
-  for (const DescriptorSegment& seg : chain.segments()) {
-    const uint64_t start = (seg.addr.value() + kPfnPageSize - 1) / kPfnPageSize * kPfnPageSize;
-    const uint64_t end = (seg.addr.value() + seg.len) / kPfnPageSize * kPfnPageSize;
-    if (end <= start) {
-      continue;  // no whole page in this range
-    }
-    if (auto r = memory_.discard(GuestAddress(start), end - start); !r.ok()) {
-      counters_.discard_errors.fetch_add(1, std::memory_order_relaxed);
-      spdlog::warn("virtio-balloon: free page report: {}", r.error().to_string());
-      continue;
-    }
-    counters_.reported.fetch_add((end - start) / kPfnPageSize, std::memory_order_relaxed);
-  }
-}
-
 bool BalloonDevice::handle_stats(uint16_t index, const DescriptorChain& chain) {
   if (held_stats_) {
     // 5.5.6.3.1: at most one buffer; give the older one back (it asks for fresh stats).
@@ -419,18 +329,6 @@ void BalloonDevice::return_stats_buffer() {
     return;
   }
   notify_used(stats_queue_);
-}
-
-void BalloonDevice::ignore(uint64_t pfns, const std::string& why) {
-  counters_.ignored.fetch_add(pfns, std::memory_order_relaxed);
-  if (ignores_logged_ < kMaxLoggedIgnores) {
-    spdlog::warn("virtio-balloon: ignored {}", why);
-  } else if (ignores_logged_ == kMaxLoggedIgnores) {
-    spdlog::warn("virtio-balloon: ignored PFNs: further messages suppressed (see counters)");
-  }
-  if (ignores_logged_ <= kMaxLoggedIgnores) {
-    ++ignores_logged_;
-  }
 }
 
 void BalloonDevice::fail_ring(uint16_t index, const Error& error) {

@@ -20,10 +20,12 @@
 // (address / 4096, 5.5.6) in their device-readable part. A PFN inside guest RAM is acted on:
 // inflate discards the page (GuestMemory::discard: reads as zeros, host memory freed; 5.5.6.2
 // lets the device change a page once it is in an inflate request) and marks it in the
-// ballooned map; deflate clears the mark. PFNs outside RAM, a trailing partial PFN (a
-// readable length not a multiple of 4) and PFNs past kMaxPfnBytesPerChain are ignored,
-// counted and logged (the first kMaxLoggedIgnores, then once "suppressed"). Reporting chains
-// (5.5.6.7) list free ranges in the descriptors themselves: every page fully inside a
+// ballooned map; deflate clears the mark (pages taken back beyond what the target released
+// are counted as oom_deflated: the driver's deflate on OOM, 5.5.6.1, logged; without the
+// feature negotiated it is a driver error, honoured and warned about once). PFNs outside RAM, a
+// trailing partial PFN (a readable length not a multiple of 4) and PFNs past kMaxPfnBytesPerChain
+// are ignored, counted and logged (the first kMaxLoggedIgnores, then once "suppressed"). Reporting
+// chains (5.5.6.7) list free ranges in the descriptors themselves: every page fully inside a
 // segment (readable or writable) is discarded but not marked (the guest keeps owning it and
 // treats it as uninitialised, 5.5.6.7.2 lets the device change it without F_PAGE_POISON). Chains
 // are returned with used length 0. Stats (5.5.6.3): the device parses the buffer (BalloonStats),
@@ -76,6 +78,9 @@ struct BalloonCounters {
   uint64_t reported_pages = 0;  // 4 KiB pages discarded from free page reports
   uint64_t ignored_pfns = 0;    // PFNs outside RAM, partial or past the per-chain limit
   uint64_t discard_errors = 0;  // GuestMemory::discard failures (the pages stay resident)
+  // Deflated pages the host did not ask for: taken back while the balloon held no more than
+  // the target (the driver's deflate on OOM, 5.5.6.1).
+  uint64_t oom_deflated_pages = 0;
 };
 
 class BalloonDevice final : public VirtioDevice,
@@ -145,6 +150,8 @@ class BalloonDevice final : public VirtioDevice,
   bool drain(uint16_t index);
   void handle_pfns(const DescriptorChain& chain, bool inflate);
   void flush_run(PfnRun& run, bool inflate);
+  // After a deflate request: counts the pages taken back beyond what the target released.
+  void account_unrequested(uint64_t held_before, uint64_t taken_back);
   void handle_report(const DescriptorChain& chain);
   bool handle_stats(uint16_t index, const DescriptorChain& chain);
   void arm_stats_timer();
@@ -182,6 +189,7 @@ class BalloonDevice final : public VirtioDevice,
   uint16_t stats_queue_ = kStatsQueue;
   bool stats_rewound_ = false;
   unsigned ignores_logged_ = 0;
+  bool unrequested_warned_ = false;
 
   BalloonPageMap pages_;  // thread-safe itself
 
@@ -189,7 +197,8 @@ class BalloonDevice final : public VirtioDevice,
   BalloonStats stats_;
 
   struct AtomicCounters {
-    std::atomic<uint64_t> inflated{0}, deflated{0}, reported{0}, ignored{0}, discard_errors{0};
+    std::atomic<uint64_t> inflated{0}, deflated{0}, reported{0}, ignored{0}, discard_errors{0},
+        oom_deflated{0};
   } counters_;
 };
 

@@ -358,6 +358,7 @@ void Vm::collect_metrics(VmMetrics& out) const {
     m.deflated_pages_total = counters.deflated_pages;
     m.reported_pages_total = counters.reported_pages;
     m.ignored_pfns_total = counters.ignored_pfns;
+    m.oom_deflated_pages_total = counters.oom_deflated_pages;
     out.balloon = m;
   }
 }

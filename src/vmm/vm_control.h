@@ -74,12 +74,13 @@ struct NetMetrics {
 
 // The balloon's counters for one boot of the guest (virtio 1.2 5.5: pages are 4096 bytes).
 struct BalloonMetrics {
-  uint64_t target = 0;                // bytes the host asks the balloon to hold
-  uint64_t actual = 0;                // bytes the guest says it holds (config "actual")
-  uint64_t inflated_pages_total = 0;  // PFNs given to the host on the inflate queue
-  uint64_t deflated_pages_total = 0;  // PFNs taken back on the deflate queue
-  uint64_t reported_pages_total = 0;  // pages of free page reports returned to the host
-  uint64_t ignored_pfns_total = 0;    // guest PFNs outside guest RAM, ignored and logged
+  uint64_t target = 0;                    // bytes the host asks the balloon to hold
+  uint64_t actual = 0;                    // bytes the guest says it holds (config "actual")
+  uint64_t inflated_pages_total = 0;      // PFNs given to the host on the inflate queue
+  uint64_t deflated_pages_total = 0;      // PFNs taken back on the deflate queue
+  uint64_t reported_pages_total = 0;      // pages of free page reports returned to the host
+  uint64_t ignored_pfns_total = 0;        // guest PFNs outside guest RAM, ignored and logged
+  uint64_t oom_deflated_pages_total = 0;  // pages the guest took back unasked (deflate on OOM)
 };
 
 struct VmMetrics {

@@ -16,6 +16,10 @@
  *                       deflate of PFNs outside RAM, a buffer running past the end of RAM, and
  *                       a stats buffer with unknown tags and a trailing partial entry; then
  *                       check the pool still holds its pattern
+ *   oom=PAGES           the first time the balloon settles at a non-zero target, act as a
+ *                       guest out of memory: with DEFLATE_ON_OOM negotiated take PAGES back
+ *                       from the balloon unasked (5.5.6.1) and hold actual below the target
+ *                       until the target changes; without it, refuse (the driver MUST NOT)
  *
  * Memory: the pool is one run of pages from kit_alloc; the balloon holds pool pages
  * [0, actual), so inflating hands out the next pages and deflating takes back the last ones.
@@ -31,6 +35,8 @@
  *                                               PFNs outside RAM, a partial one included)
  *   balloon evil case=<name> bad=<N> device needs reset; set up again  (or it refused it)
  *   balloon evil done bad_pfns=<N> intact=1     (evil=1; N: bad PFNs in the used buffers)
+ *   balloon oom deflated=<N> actual=<A> target=<T>      (oom=, DEFLATE_ON_OOM negotiated)
+ *   balloon oom not negotiated actual=<A> target=<T>    (oom=, without it: nothing taken)
  * Exit status (protocol errors; otherwise it runs until stopped), see EXIT_* below. */
 #include "kit/kit.h"
 #include "kit/virtio.h"
@@ -96,6 +102,7 @@ static struct virtq inflate_q, deflate_q, stats_q;
 static bool have_stats;
 static bool evil;
 static bool touch;
+static uint64_t oom_pages;
 static uint64_t pool_pages;
 static uint8_t* pool;
 static uint32_t* pfns; /* BATCH_PFNS entries */
@@ -443,12 +450,35 @@ static void run_evil(void) {
   kit_printf("balloon evil done bad_pfns=%lu intact=1\n", counted);
 }
 
+/* ---- Deflate on OOM (oom=) ---- */
+
+/* Called once the balloon settled at target == actual > 0. Returns true when it took pages
+ * back (the caller then holds actual below this target until the target changes). */
+static bool run_oom(uint32_t target) {
+  if (!virtio_has(&dev, BALLOON_F_DEFLATE_ON_OOM)) {
+    kit_printf("balloon oom not negotiated actual=%u target=%u\n", actual, target);
+    return false;
+  }
+  uint32_t n = oom_pages < actual ? (uint32_t)oom_pages : actual;
+  uint32_t from = actual;
+  while (actual > from - n) {
+    uint32_t left = actual - (from - n);
+    deflate(left < BATCH_PFNS ? left : BATCH_PFNS);
+  }
+  kit_printf("balloon oom deflated=%u actual=%u target=%u\n", n, actual, target);
+  if (touch) {
+    touch_returned(actual, from);
+  }
+  return true;
+}
+
 /* ---- Main loop ---- */
 
 void guest_main(const struct petrel_boot_info* boot_info) {
   (void)boot_info;
   evil = arg_or("evil", 0) != 0;
   touch = arg_or("touch", 0) != 0;
+  oom_pages = arg_or("oom", 0);
   if (!virtio_find(VIRTIO_ID_BALLOON, 0, &dev)) {
     die(EXIT_NO_DEVICE, "no virtio balloon device");
   }
@@ -477,13 +507,19 @@ void guest_main(const struct petrel_boot_info* boot_info) {
   uint32_t shown_actual = 0, shown_target = 0, exhausted_target = 0;
   bool shown = false;
   uint32_t deflated_from = 0;
+  bool oom_done = oom_pages == 0;
+  bool oom_holding = false; /* actual held below oom_target after run_oom */
+  uint32_t oom_target = 0;
   for (;;) {
     service_stats();
     if ((virtio_isr_take(&dev) & VIRTIO_ISR_CONFIG) != 0) {
       config_irqs++;
     }
     uint32_t target = virtio_config_read32(&dev, CFG_NUM_PAGES); /* device-written */
-    if (target > actual && actual < pool_pages) {
+    if (oom_holding && target != oom_target) {
+      oom_holding = false;
+    }
+    if (target > actual && actual < pool_pages && !oom_holding) {
       if (touch && deflated_from > actual) {
         touch_returned(actual, deflated_from); /* before some of them go back in */
       }
@@ -506,7 +542,13 @@ void guest_main(const struct petrel_boot_info* boot_info) {
       touch_returned(actual, deflated_from);
     }
     deflated_from = 0;
-    if (target > actual && exhausted_target != target) {
+    if (!oom_done && target > 0 && target == actual) {
+      oom_done = true;
+      oom_holding = run_oom(target);
+      oom_target = target;
+      continue;
+    }
+    if (target > actual && exhausted_target != target && !oom_holding) {
       kit_printf("balloon pool exhausted actual=%u target=%u\n", actual, target);
       exhausted_target = target;
     }

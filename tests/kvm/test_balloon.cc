@@ -316,6 +316,66 @@ TEST_CASE("balloon: hostile PFNs, arrays and stats are ignored, counted and harm
   CHECK(vm.state() == "running");
 }
 
+// VIRTIO_BALLOON_F_DEFLATE_ON_OOM (virtio 1.2 5.5.6.1): a guest short of memory takes pages
+// back from the balloon without the host lowering the target. petrel honours it, counts the
+// pages and hands them back as zeros; the guest follows the next target as before.
+TEST_CASE("balloon: with deflate_on_oom the guest takes pages back unasked and petrel counts them",
+          "[balloon]") {
+  constexpr uint64_t kTarget = 64 * kMiB;
+  constexpr uint64_t kOomPages = 1024;
+  ApiPetrel vm("balloon", {"--memory", "256M", "--balloon", "deflate_on_oom=on", "--cmdline",
+                           "oom=1024 touch=1"});
+  wait_ready(vm);
+  CHECK(get_json(vm, "/v1/balloon")["deflate_on_oom"] == true);
+  put_target(vm, kTarget);
+  const std::string held = std::to_string(kTarget / kPage - kOomPages);
+  wait_console(vm, "balloon oom deflated=1024 actual=" + held +
+                       " target=" + std::to_string(kTarget / kPage) + "\n");
+  wait_console(vm, "balloon returned pages=1024 nonzero=0 verified=1024\n");
+
+  json info;
+  CHECK(wait_until([&] {
+    info = get_json(vm, "/v1/balloon");
+    return info["actual_bytes"] == kTarget - kOomPages * kPage;
+  }));
+  INFO("GET /v1/balloon: " << info.dump() << "\nlog:\n" << vm.process().err());
+  CHECK(info["target_bytes"] == kTarget);  // the host's target is unchanged
+  auto metrics = get_json(vm, "/v1/metrics")["balloon"];
+  CHECK(metrics["oom_deflated_pages_total"] == kOomPages);
+  CHECK(metrics["deflated_pages_total"] == kOomPages);
+  CHECK_THAT(vm.process().err(), Contains("deflate on OOM"));
+
+  // A new target: the guest follows it; a requested deflation is not counted as OOM.
+  put_target(vm, 32 * kMiB);
+  wait_actual(vm, 32 * kMiB);
+  metrics = get_json(vm, "/v1/metrics")["balloon"];
+  CHECK(metrics["oom_deflated_pages_total"] == kOomPages);
+  CHECK(metrics["deflated_pages_total"] == kTarget / kPage - 32 * kMiB / kPage);
+  put_target(vm, 0);
+  wait_actual(vm, 0);
+  CHECK(get_json(vm, "/v1/metrics")["balloon"]["oom_deflated_pages_total"] == kOomPages);
+  CHECK(vm.state() == "running");
+}
+
+TEST_CASE("balloon: without deflate_on_oom the feature is not offered and nothing is taken back",
+          "[balloon]") {
+  constexpr uint64_t kTarget = 64 * kMiB;
+  ApiPetrel vm("balloon", {"--memory", "256M", "--balloon", "deflate_on_oom=off", "--cmdline",
+                           "oom=1024 touch=1"});
+  wait_ready(vm);
+  const std::string out = vm.process().out();
+  std::smatch m;
+  REQUIRE(std::regex_search(out, m, std::regex(R"(balloon ready .* features=0x([0-9a-f]+) )")));
+  CHECK((std::stoull(m[1], nullptr, 16) & (1u << 2)) == 0);  // F_DEFLATE_ON_OOM
+  CHECK(get_json(vm, "/v1/balloon")["deflate_on_oom"] == false);
+  put_target(vm, kTarget);
+  wait_actual(vm, kTarget);
+  const std::string pages = std::to_string(kTarget / kPage);
+  wait_console(vm, "balloon oom not negotiated actual=" + pages + " target=" + pages + "\n");
+  CHECK(get_json(vm, "/v1/balloon")["actual_bytes"] == kTarget);
+  CHECK(get_json(vm, "/v1/metrics")["balloon"]["oom_deflated_pages_total"] == 0);
+}
+
 // Pages in the balloon read as zeros and are not written to a snapshot: a guest that wrote
 // its whole pool and then gave half of it to the balloon leaves a memory file with about
 // half the data of one that gave nothing. The restored guest still has its balloon.

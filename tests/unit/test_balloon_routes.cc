@@ -271,14 +271,16 @@ TEST_CASE("balloon metrics: JSON and Prometheus only when present", "[api][ballo
                               .inflated_pages_total = 20000,
                               .deflated_pages_total = 3616,
                               .reported_pages_total = 5,
-                              .ignored_pfns_total = 1};
+                              .ignored_pfns_total = 1,
+                              .oom_deflated_pages_total = 256};
   json j = metrics_to_json(vm, api);
   CHECK(j["balloon"] == json{{"target_bytes", 128ULL << 20},
                              {"actual_bytes", 64ULL << 20},
                              {"inflated_pages_total", 20000},
                              {"deflated_pages_total", 3616},
                              {"reported_pages_total", 5},
-                             {"ignored_pfns_total", 1}});
+                             {"ignored_pfns_total", 1},
+                             {"oom_deflated_pages_total", 256}});
   std::string text = metrics_to_prometheus(vm, api);
   CHECK(text.find("# TYPE petrel_balloon_target_bytes gauge\n") != std::string::npos);
   CHECK(text.find("petrel_balloon_target_bytes{vm=\"vm1\"} 134217728\n") != std::string::npos);
@@ -286,4 +288,6 @@ TEST_CASE("balloon metrics: JSON and Prometheus only when present", "[api][ballo
   CHECK(text.find("# TYPE petrel_balloon_inflated_pages_total counter\n") != std::string::npos);
   CHECK(text.find("petrel_balloon_inflated_pages_total{vm=\"vm1\"} 20000\n") != std::string::npos);
   CHECK(text.find("petrel_balloon_ignored_pfns_total{vm=\"vm1\"} 1\n") != std::string::npos);
+  CHECK(text.find("petrel_balloon_oom_deflated_pages_total{vm=\"vm1\"} 256\n") !=
+        std::string::npos);
 }
