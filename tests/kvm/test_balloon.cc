@@ -98,9 +98,14 @@ std::string settled(uint64_t actual_bytes, uint64_t target_bytes) {
          " target=" + std::to_string(target_bytes / kPage) + " ";
 }
 
-// Waits for `text` on the console (the guest's output); REQUIREs it.
+// Waits for a whole console line (the guest's output) holding `text`; REQUIREs it. The
+// guest's line may reach the console in pieces: a match must be followed by its newline.
 void wait_console(ApiPetrel& vm, const std::string& text) {
-  const bool seen = wait_until([&] { return vm.process().out().find(text) != std::string::npos; });
+  const bool seen = wait_until([&] {
+    const std::string out = vm.process().out();
+    const size_t at = out.find(text);
+    return at != std::string::npos && out.find('\n', at) != std::string::npos;
+  });
   INFO("waiting for \"" << text << "\"\nconsole:\n"
                         << vm.process().out() << "\nlog:\n"
                         << vm.process().err());
