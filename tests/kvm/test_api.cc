@@ -293,9 +293,12 @@ TEST_CASE("api: slow, half-open and many clients at once do not stop the guest o
           "[api]") {
   ApiPetrel vm("kbd_ignore");
   REQUIRE(vm.process().wait_for_line("ignoring ctrl-alt-del", kWait));
-  // Clients that connect and send half a request, then sit there.
+  // Clients that connect and send half a request, then sit there. With the 16 real clients
+  // below this stays under the server's 64 sessions even when each client's previous,
+  // finished session is still counted because the server has not yet read its EOF:
+  // 24 + 16 x 2 = 56 (40 idle made a 503 possible under load: 76 of 80 once in CI).
   std::vector<int> idle;
-  for (int i = 0; i < 40; ++i) {
+  for (int i = 0; i < 24; ++i) {
     int fd = ::socket(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0);
     REQUIRE(fd >= 0);
     sockaddr_un addr{};

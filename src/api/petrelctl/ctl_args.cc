@@ -9,6 +9,8 @@
 
 #include <fmt/format.h>
 
+#include "vmm/base/byte_size.h"
+
 namespace petrel::ctl {
 namespace {
 
@@ -275,49 +277,14 @@ Result<void> balloon_subcommand(CtlCommand& cmd, std::string_view word) {
   return ok();
 }
 
-struct SizeUnit {
-  std::string_view suffix;  // lower case
-  uint64_t bytes;
-};
-
-constexpr std::array<SizeUnit, 10> kSizeUnits{{
-    {"", 1},
-    {"b", 1},
-    {"k", 1ull << 10},
-    {"kib", 1ull << 10},
-    {"m", 1ull << 20},
-    {"mib", 1ull << 20},
-    {"g", 1ull << 30},
-    {"gib", 1ull << 30},
-    {"t", 1ull << 40},
-    {"tib", 1ull << 40},
-}};
-
 }  // namespace
 
 Result<uint64_t> parse_size_arg(std::string_view text) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') {
-    ++digits;
+  if (auto bytes = parse_byte_size(text); bytes.ok()) {
+    return *bytes;
   }
-  std::string suffix;
-  for (char ch : text.substr(digits)) {
-    suffix += static_cast<char>(std::tolower(static_cast<unsigned char>(ch)));
-  }
-  const auto* unit = std::find_if(kSizeUnits.begin(), kSizeUnits.end(),
-                                  [&](const SizeUnit& u) { return u.suffix == suffix; });
-  uint64_t value = 0;
-  bool overflow = false;
-  for (char ch : text.substr(0, digits)) {
-    overflow = overflow || __builtin_mul_overflow(value, 10, &value) ||
-               __builtin_add_overflow(value, static_cast<uint64_t>(ch - '0'), &value);
-  }
-  if (digits == 0 || unit == kSizeUnits.end() || overflow ||
-      __builtin_mul_overflow(value, unit->bytes, &value)) {
-    return usage(fmt::format(
-        "a size is digits with an optional K, M, G or T suffix (e.g. 128M, 1G), not '{}'", text));
-  }
-  return value;
+  return usage(fmt::format(
+      "a size is digits with an optional K, M, G or T suffix (e.g. 128M, 1G), not '{}'", text));
 }
 
 std::optional<Verb> verb_from_string(std::string_view word) {

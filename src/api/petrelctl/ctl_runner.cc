@@ -81,6 +81,20 @@ int CtlRunner::fail(const HttpResponse& response) {
   return response.status == 409 ? kExitState : kExitFailure;
 }
 
+std::optional<int> CtlRunner::settle(const Result<HttpResponse>& response, bool raw) {
+  if (!response.ok()) {
+    return fail(response.error());
+  }
+  if (!is_success(*response)) {
+    return fail(*response);
+  }
+  if (raw) {
+    print_raw(out_, response->body);
+    return kExitOk;
+  }
+  return std::nullopt;
+}
+
 int CtlRunner::fail_unexpected(const HttpResponse& response) {
   err_ << fmt::format("petrelctl: unexpected answer (HTTP {}): {}\n", response.status,
                       api_error_message(response.status, response.body));
@@ -89,15 +103,8 @@ int CtlRunner::fail_unexpected(const HttpResponse& response) {
 
 int CtlRunner::get_and_print(std::string_view target) {
   auto response = client_.request("GET", target);
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   json body = json::parse(response->body, nullptr, false);
   if (!body.is_object()) {
@@ -119,15 +126,8 @@ int CtlRunner::get_and_print(std::string_view target) {
 
 int CtlRunner::action(std::string_view name) {
   auto response = client_.request("PUT", fmt::format("/v1/vm/{}", name));
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   std::string state = state_of(json::parse(response->body, nullptr, false));
   if (state.empty()) {
@@ -143,11 +143,8 @@ int CtlRunner::shutdown() {
     body = json{{"timeout_ms", command_.shutdown_timeout->count()}}.dump();
   }
   auto response = client_.request("PUT", "/v1/vm/shutdown", body);
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
+  if (auto done = settle(response, false)) {
+    return *done;
   }
   if (command_.wait) {
     return wait_for_shut_off();
@@ -198,11 +195,8 @@ int CtlRunner::wait_for_shut_off() {
 int CtlRunner::metrics() {
   auto response =
       client_.request("GET", command_.prometheus ? "/v1/metrics/prometheus" : "/v1/metrics");
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
+  if (auto done = settle(response, false)) {
+    return *done;
   }
   if (command_.prometheus || command_.json) {
     print_raw(out_, response->body);
@@ -254,11 +248,8 @@ int CtlRunner::events() {
     return true;
   };
   auto response = client_.stream(target, on_data);
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
+  if (auto done = settle(response, false)) {
+    return *done;
   }
   if (!(command_.count && printed >= *command_.count)) {
     print_line(pending);

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <ostream>
 
 #include "api/petrelctl/ctl_args.h"
@@ -51,6 +52,10 @@ class CtlRunner {
   int fail(const Error& error);
   int fail(const HttpResponse& response);
   int fail_unexpected(const HttpResponse& response);
+  // How every verb's answer starts: a failed exchange or a non-2xx status fails (its exit
+  // status is returned), and with `raw` the body is printed as it came (kExitOk). nullopt: a
+  // success for the verb to print its own way.
+  std::optional<int> settle(const Result<HttpResponse>& response, bool raw);
 
   const CtlCommand& command_;
   std::ostream& out_;

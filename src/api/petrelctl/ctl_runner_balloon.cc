@@ -38,15 +38,8 @@ int CtlRunner::balloon_stats() {
 }
 
 int CtlRunner::balloon_answer(const Result<HttpResponse>& response) {
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   std::string text = readable(command_.verb, json::parse(response->body, nullptr, false));
   if (text.empty()) {

@@ -68,15 +68,8 @@ int CtlRunner::restore() {
       json{{"path", absolute_target(command_.target, false)}, {"paused", command_.restore_paused}}
           .dump();
   auto response = client_.request("PUT", "/v1/vm/restore", body);
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   std::string state = state_of(json::parse(response->body, nullptr, false));
   out_ << (state.empty() ? "restored" : state) << '\n';
@@ -98,11 +91,8 @@ int CtlRunner::migrate_start() {
   }
   auto response =
       client_.request("PUT", send ? "/v1/migration/send" : "/v1/migration/receive", body.dump());
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
+  if (auto done = settle(response, false)) {
+    return *done;
   }
   if (command_.wait) {
     return wait_for_migration(command_.migrate_timeout.value_or(kDefaultMigrationTimeout) +
@@ -173,15 +163,8 @@ int CtlRunner::wait_for_migration(std::chrono::milliseconds limit) {
 
 int CtlRunner::migrate_status() {
   auto response = client_.request("GET", "/v1/migration");
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   json status = json::parse(response->body, nullptr, false);
   if (!status.is_object()) {
@@ -193,15 +176,8 @@ int CtlRunner::migrate_status() {
 
 int CtlRunner::migrate_cancel() {
   auto response = client_.request("PUT", "/v1/migration/cancel");
-  if (!response.ok()) {
-    return fail(response.error());
-  }
-  if (!is_success(*response)) {
-    return fail(*response);
-  }
-  if (command_.json) {
-    print_raw(out_, response->body);
-    return kExitOk;
+  if (auto done = settle(response, command_.json)) {
+    return *done;
   }
   json status = json::parse(response->body, nullptr, false);
   std::string phase = string_field(status, "phase");
