@@ -233,7 +233,11 @@ def wait_for_socket(path, proc, what):
 
 def stop_process(proc):
     if proc.poll() is None:
+        # petrel: the first SIGTERM asks the guest to shut down, a second stops it now.
         proc.send_signal(signal.SIGTERM)
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
         try:
             proc.wait(timeout=10)
         except subprocess.TimeoutExpired:

@@ -96,7 +96,10 @@ def one_run(args, tmp):
                 "deflate_s": deflate_s, "refill_s": refill_s,
                 "reclaimed": rss_before - rss_inflated}
     finally:
-        proc.terminate()
+        proc.terminate()  # the guest ignores the shutdown: a second SIGTERM stops it now
+        time.sleep(0.3)
+        if proc.poll() is None:
+            proc.terminate()
         proc.wait(timeout=30)
         out.close()
 

@@ -194,7 +194,11 @@ class Child:
         """Drain stdout until EOF and reap. kill: SIGTERM now; SIGKILL if the process still
         holds its stdout open after timeout_s (5 s when killing)."""
         if kill and self.alive():
+            # petrel: the first SIGTERM asks the guest to shut down, a second stops it now.
             self.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)
+            if self.alive():
+                self.proc.send_signal(signal.SIGTERM)
             timeout_s = min(timeout_s, 5.0)
         deadline = time.monotonic() + timeout_s
         killed_hard = False

@@ -196,6 +196,10 @@ class Boot:
             # os.kill, not Popen.send_signal: that one polls and might reap the child,
             # losing its CPU time. An exited but unreaped child keeps its pid.
             os.kill(self.proc.pid, signal.SIGTERM)
+            # petrel: the first SIGTERM asks the guest to shut down, a second stops it now.
+            time.sleep(0.3)
+            if not self.exited():
+                os.kill(self.proc.pid, signal.SIGTERM)
         deadline = time.monotonic() + timeout_s
         hard = False
         while self.fds:

@@ -10,7 +10,7 @@ packages=(
   liburing-dev libseccomp-dev libsystemd-dev libclang-rt-14-dev
   # tests and benchmarks
   curl iproute2 python3 qemu-system-x86 procps e2fsprogs fio iputils-ping
-  acpica-tools python3-prometheus-client
+  acpica-tools python3-prometheus-client systemd
   # guest kernel and initramfs (scripts/build-guest-kernel.sh, build-initramfs.sh,
   # prepare-stock-kernel.sh)
   linux-source-6.1 bc bison flex libelf-dev libssl-dev cpio xz-utils gzip lz4 busybox-static

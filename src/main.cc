@@ -6,6 +6,7 @@
 
 #include <cstdio>
 #include <memory>
+#include <optional>
 #include <string_view>
 #include <vector>
 
@@ -21,37 +22,81 @@
 #include "api/vm_routes.h"
 #include "vmm/base/logging.h"
 #include "vmm/cli.h"
+#include "vmm/systemd_activation.h"
+#include "vmm/systemd_notifier.h"
 #include "vmm/vm_controller.h"
 
 namespace {
 
-// Builds the API's routing table over `controller` and listens on `path`.
-petrel::Result<std::unique_ptr<petrel::ApiServer>> open_api(petrel::VmController& controller,
-                                                            const std::filesystem::path& path) {
+// Builds the API's routing table over `controller` and serves it on `activated` (the socket
+// systemd passed) or else on a new socket at `path`.
+petrel::Result<std::unique_ptr<petrel::ApiServer>> open_api(
+    petrel::VmController& controller, const std::filesystem::path& path,
+    std::optional<petrel::UniqueFd> activated) {
   auto counters = std::make_shared<petrel::ApiCounters>();
   auto router = std::make_shared<petrel::Router>();
   PETREL_TRY(petrel::add_vm_routes(*router, controller));
   PETREL_TRY(petrel::add_metrics_routes(*router, controller, counters));
   PETREL_TRY(petrel::add_migration_routes(*router, controller));
   PETREL_TRY(petrel::add_balloon_routes(*router, controller));
-  PETREL_TRY_ASSIGN(auto server,
-                    petrel::ApiServer::create(controller.io(), path, router, {}, counters));
+  std::unique_ptr<petrel::ApiServer> server;
+  if (activated) {
+    PETREL_TRY_ASSIGN(server, petrel::ApiServer::adopt(controller.io(), std::move(*activated),
+                                                       router, {}, counters));
+  } else {
+    PETREL_TRY_ASSIGN(server,
+                      petrel::ApiServer::create(controller.io(), path, router, {}, counters));
+  }
   server->start();
   return server;
 }
 
+petrel::LogStyle log_style(petrel::LogFormat format) {
+  switch (format) {
+    case petrel::LogFormat::kJson:
+      return petrel::LogStyle::kJson;
+    case petrel::LogFormat::kJournal:
+      return petrel::LogStyle::kJournal;
+    case petrel::LogFormat::kText:
+      break;
+  }
+  return petrel::stderr_is_journal() ? petrel::LogStyle::kJournal : petrel::LogStyle::kText;
+}
+
+// True when run() will wait for the API (nothing to boot by itself): READY=1 goes out as
+// soon as the API serves.
+bool waits_for_api(const petrel::VmConfig& config, const petrel::VmOrigin& origin) {
+  return origin.kind == petrel::VmOrigin::Kind::kEmpty ||
+         origin.kind == petrel::VmOrigin::Kind::kReceive ||
+         (origin.kind == petrel::VmOrigin::Kind::kBoot && !config.autostart);
+}
+
 int run_vm(const petrel::VmConfig& config, petrel::VmOrigin origin = {}) {
-  if (auto r =
-          petrel::setup_logging(config.log_level, config.log_format == petrel::LogFormat::kJson);
-      !r) {
+  if (auto r = petrel::setup_logging(config.log_level, log_style(config.log_format)); !r) {
     fmt::print(stderr, "petrel: {}\n", r.error().to_string());
     return petrel::kExitUsage;
   }
+  if (config.run_as && ::geteuid() != 0) {
+    spdlog::error(
+        "--user {}: petrel must start as root to drop to another user (it runs as "
+        "uid {})",
+        config.run_as->user, ::geteuid());
+    return petrel::kExitUsage;
+  }
+  auto activated = petrel::take_activated_socket();
+  if (!activated) {
+    spdlog::error("cannot start VM '{}': {}", config.name, activated.error().to_string());
+    return petrel::kExitError;
+  }
+  const bool idle_start = waits_for_api(config, origin);
   petrel::VmController controller(config, STDIN_FILENO, std::move(origin));
+  petrel::SystemdNotifier notifier(controller.io(), config.name);
+  auto notify_states =
+      controller.subscribe(0, [&notifier](const petrel::VmEvent& e) { notifier.on_event(e); });
   std::unique_ptr<petrel::ApiServer> api;
-  if (!config.api_socket.empty()) {
+  if (!config.api_socket.empty() || *activated) {
     // Created on this thread before the control loop serves it; closed on the loop thread.
-    auto opened = open_api(controller, config.api_socket);
+    auto opened = open_api(controller, config.api_socket, std::move(*activated));
     if (!opened) {
       spdlog::error("cannot start VM '{}': API socket: {}", config.name,
                     opened.error().to_string());
@@ -59,8 +104,16 @@ int run_vm(const petrel::VmConfig& config, petrel::VmOrigin origin = {}) {
     }
     api = std::move(opened).value();
   }
-  petrel::StopReason reason = controller.run([&api] { api.reset(); });
+  if (idle_start) {
+    notifier.ready(fmt::format("VM '{}' waiting for the API", config.name));
+  }
+  petrel::StopReason reason = controller.run([&api, &notifier] {
+    api.reset();
+    notifier.close();
+  });
   int status = petrel::exit_status_for(reason);
+  notifier.stopping(
+      fmt::format("VM '{}' ended: {}; exit status {}", config.name, reason.message, status));
   switch (reason.kind) {
     case petrel::StopKind::kPowerOff:
     case petrel::StopKind::kReset:

@@ -7,6 +7,7 @@
 
 #include <algorithm>
 #include <cerrno>
+#include <cstddef>
 #include <cstring>
 #include <string>
 #include <utility>
@@ -71,6 +72,33 @@ Result<std::unique_ptr<ApiServer>> ApiServer::create(boost::asio::io_context& io
   return server;
 }
 
+Result<std::unique_ptr<ApiServer>> ApiServer::adopt(boost::asio::io_context& io, UniqueFd listener,
+                                                    std::shared_ptr<const Router> router,
+                                                    ApiLimits limits,
+                                                    std::shared_ptr<ApiCounters> counters) {
+  if (!router) {
+    return Error(ErrorCode::kInvalidArgument, "api socket: no router");
+  }
+  sockaddr_un addr{};
+  socklen_t len = sizeof(addr);
+  std::filesystem::path path = "(unnamed)";
+  if (::getsockname(listener.get(), reinterpret_cast<sockaddr*>(&addr), &len) == 0 &&
+      len > offsetof(sockaddr_un, sun_path) && addr.sun_path[0] != '\0') {
+    path = std::string(addr.sun_path, strnlen(addr.sun_path, sizeof(addr.sun_path)));
+  }
+  auto server =
+      std::make_unique<ApiServer>(io, path, std::move(router), limits, std::move(counters));
+  boost::system::error_code ec;
+  server->acceptor_.assign(stream_protocol(), listener.get(), ec);
+  if (ec) {
+    return Error(ErrorCode::kIo, fmt::format("api socket {} (from systemd): cannot poll: {}",
+                                             path.string(), ec.message()));
+  }
+  listener.release();
+  spdlog::info("api listening on {} (socket from systemd)", path.string());
+  return server;
+}
+
 ApiServer::~ApiServer() {
   *alive_ = false;
   boost::system::error_code ec;
@@ -106,6 +134,7 @@ void ApiServer::accept_next() {
           accept_next();
           return;
         }
+        log_peer(peer.native_handle());
         std::erase_if(sessions_, [](const auto& weak) { return weak.expired(); });
         auto session = std::make_shared<ApiSession>(std::move(peer), router_, limits_, counters_);
         if (sessions_.size() >= limits_.max_sessions) {
@@ -118,6 +147,23 @@ void ApiServer::accept_next() {
         }
         accept_next();
       });
+}
+
+void ApiServer::log_peer(int peer_fd) {
+  ucred cred{};
+  socklen_t len = sizeof(cred);
+  if (::getsockopt(peer_fd, SOL_SOCKET, SO_PEERCRED, &cred, &len) != 0) {
+    spdlog::warn("api socket {}: connection with unknown credentials: {}", path_.string(),
+                 std::strerror(errno));
+    return;
+  }
+  if (std::find(seen_uids_.begin(), seen_uids_.end(), cred.uid) == seen_uids_.end()) {
+    seen_uids_.push_back(cred.uid);
+    spdlog::info("api: first connection from uid {} (pid {}, gid {})", cred.uid, cred.pid,
+                 cred.gid);
+  } else {
+    spdlog::debug("api: connection from uid {} (pid {}, gid {})", cred.uid, cred.pid, cred.gid);
+  }
 }
 
 }  // namespace petrel

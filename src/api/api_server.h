@@ -6,7 +6,8 @@
 //   the file there is still the one this server bound.
 // - Each connection is an ApiSession (api_session.h: keep-alive, body limit, timeouts); at
 //   most limits.max_sessions at once, a connection beyond that is answered 503
-//   "too_many_sessions" and closed.
+//   "too_many_sessions" and closed. The peer's credentials (SO_PEERCRED) are logged: at info
+//   for the first connection of each user id, at debug for every connection.
 // - Requests go to the Router, which is shared and must not change once the server exists.
 // - Connections, responses and event streams are counted in `counters` (a private instance
 //   when none is given), which the metrics routes may share.
@@ -32,6 +33,7 @@
 #include "api/api_session.h"
 #include "api/router.h"
 #include "vmm/base/result.h"
+#include "vmm/base/unique_fd.h"
 
 namespace petrel {
 
@@ -44,6 +46,12 @@ class ApiServer {
                                                    std::shared_ptr<const Router> router,
                                                    ApiLimits limits = {},
                                                    std::shared_ptr<ApiCounters> counters = nullptr);
+  // Serves an already listening Unix stream socket (socket activation: systemd made it and
+  // keeps its path; the server never unlinks it). `listener` must be non-blocking.
+  static Result<std::unique_ptr<ApiServer>> adopt(boost::asio::io_context& io, UniqueFd listener,
+                                                  std::shared_ptr<const Router> router,
+                                                  ApiLimits limits = {},
+                                                  std::shared_ptr<ApiCounters> counters = nullptr);
   ~ApiServer();
   ApiServer(const ApiServer&) = delete;
   ApiServer& operator=(const ApiServer&) = delete;
@@ -60,6 +68,7 @@ class ApiServer {
 
  private:
   void accept_next();
+  void log_peer(int peer_fd);
 
   boost::asio::local::stream_protocol::acceptor acceptor_;
   std::filesystem::path path_;
@@ -70,6 +79,7 @@ class ApiServer {
   // Set by a successful start(): pending accept handlers find it false after destruction.
   std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);
   bool bound_ = false;
+  std::vector<uid_t> seen_uids_;  // loop thread only
   dev_t socket_dev_ = 0;
   ino_t socket_ino_ = 0;
 };

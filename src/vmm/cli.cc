@@ -141,6 +141,11 @@ Result<void> apply_on_reboot(std::string_view value, VmConfig& config) {
   return ok();
 }
 
+Result<void> apply_user(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.run_as, resolve_run_as(value));
+  return ok();
+}
+
 Result<void> apply_shutdown_timeout(std::string_view value, VmConfig& config) {
   PETREL_TRY_ASSIGN(uint64_t ms, parse_duration_ms(value));
   PETREL_TRY(check_shutdown_timeout_ms(ms));
@@ -158,7 +163,7 @@ void reset_nets(VmConfig& config) {
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 21> kRunFlags{{
+constexpr std::array<FlagSpec, 22> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
     {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
@@ -175,7 +180,9 @@ constexpr std::array<FlagSpec, 21> kRunFlags{{
      "--name web-1", apply_name},
     {"--log-level", "LEVEL", "trace, debug, info, warn, error or off (default info)",
      "--log-level debug", apply_log_level},
-    {"--log-format", "FORMAT", "Log lines on stderr as text or json (default text)",
+    {"--log-format", "FORMAT",
+     "Log lines on stderr as text, json or journal (default text; journal when stderr is the "
+     "journal)",
      "--log-format json", apply_log_format},
     {"--pvm-mode", "MODE", "auto, or emulated to force PVM's emulated mode (default auto)",
      "--pvm-mode emulated", apply_pvm_mode},
@@ -210,6 +217,10 @@ constexpr std::array<FlagSpec, 21> kRunFlags{{
      "How long a graceful shutdown waits before stopping hard: 1ms to 1h, e.g. 1500ms, 30s, 2m "
      "(plain digits are seconds; default 30s)",
      "--shutdown-timeout 10s", apply_shutdown_timeout},
+    {"--user", "USER[:GROUP]",
+     "Run the guest as USER (and GROUP) once /dev/kvm, images, TAPs and sockets are open; "
+     "petrel must start as root",
+     "--user petrel:kvm", apply_user},
     {kConfigFlag, "FILE", "Read settings from a JSON config file; flags override it",
      "--config configs/example-full.json", nullptr},
     {kHelpFlag, "", "Show this help and exit", "petrel run --help", nullptr},
@@ -365,8 +376,8 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
 
 // The flags `petrel serve`, `restore` and `receive` take: where this petrel's console, API
 // and logs go. The guest itself comes from the snapshot or the incoming migration.
-constexpr std::array<std::string_view, 5> kHostFlags{"--api-socket", "--serial", "--name",
-                                                     "--log-level", "--log-format"};
+constexpr std::array<std::string_view, 6> kHostFlags{"--api-socket", "--serial",     "--name",
+                                                     "--log-level",  "--log-format", "--user"};
 
 // `petrel serve [FLAGS]`, `petrel restore DIR [--paused] [FLAGS]`,
 // `petrel receive LISTEN [FLAGS]`.
@@ -512,7 +523,9 @@ std::string usage_text() {
       "Exit status of petrel run:\n"
       "  0      the guest powered off or reset\n"
       "  N      the guest wrote N to the exit device (I/O port 0xf4)\n"
-      "  128+N  petrel was stopped by signal N (SIGINT, SIGTERM)\n"
+      "  128+N  stopped hard by signal N (SIGINT, SIGTERM): a first signal asks the guest to\n"
+      "         shut down (exit 0 when it does) and stops it hard after --shutdown-timeout;\n"
+      "         a second signal, or one while the guest is not running, stops it at once\n"
       "  1      an error while running the VM (the message is on stderr)\n"
       "  2      a bad command line or config file\n"
       "\n"

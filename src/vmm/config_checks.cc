@@ -27,9 +27,10 @@ constexpr std::array<NamedValue<SerialMode>, 4> kSerialModes{{
     {"none", SerialMode::kNone},
     {"socket", SerialMode::kSocket},
 }};
-constexpr std::array<NamedValue<LogFormat>, 2> kLogFormats{{
+constexpr std::array<NamedValue<LogFormat>, 3> kLogFormats{{
     {"text", LogFormat::kText},
     {"json", LogFormat::kJson},
+    {"journal", LogFormat::kJournal},
 }};
 constexpr std::array<NamedValue<PvmMode>, 2> kPvmModes{{
     {"auto", PvmMode::kAuto},

@@ -272,12 +272,22 @@ Result<void> set_shutdown_timeout_ms(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_user(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(std::string spec, get_string(value, "user"));
+  auto who = resolve_run_as(spec);
+  if (!who.ok()) {
+    return field_error("user", who.error());
+  }
+  config.run_as = *who;
+  return ok();
+}
+
 struct TopLevelField {
   std::string_view key;
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 18> kTopLevelFields{{
+constexpr std::array<TopLevelField, 19> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
     {"initrd", set_initrd},
@@ -296,6 +306,7 @@ constexpr std::array<TopLevelField, 18> kTopLevelFields{{
     {"autostart", set_autostart},
     {"on_reboot", set_on_reboot},
     {"shutdown_timeout_ms", set_shutdown_timeout_ms},
+    {"user", set_user},
 }};
 
 constexpr std::array<std::string_view, kTopLevelFields.size()> top_level_keys() {

@@ -12,6 +12,7 @@
 #include "vmm/balloon_config.h"
 #include "vmm/base/result.h"
 #include "vmm/device_config.h"
+#include "vmm/privileges.h"
 
 namespace petrel {
 
@@ -30,7 +31,8 @@ struct SerialConfig {
   bool operator==(const SerialConfig&) const = default;
 };
 
-enum class LogFormat { kText, kJson };
+// kText on a stderr that systemd connected to the journal logs as kJournal (main.cc).
+enum class LogFormat { kText, kJson, kJournal };
 
 // What a guest-initiated reset does: rebuild the VM and boot again, or end petrel.
 enum class RebootAction { kRestart, kExit };
@@ -70,6 +72,7 @@ struct VmConfig {
   bool autostart = true;             // false: stay "created" until the API starts the guest
   RebootAction on_reboot = RebootAction::kRestart;
   uint32_t shutdown_timeout_ms = 30000;  // graceful shutdown's wait: 1..kMaxShutdownTimeoutMs
+  std::optional<RunAs> run_as;  // drop to this user before the guest first runs (privileges.h)
 
   bool operator==(const VmConfig&) const = default;
 };

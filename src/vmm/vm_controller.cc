@@ -1,5 +1,7 @@
 #include "vmm/vm_controller.h"
 
+#include "vmm/privileges.h"
+
 #include <unistd.h>
 
 #include <future>
@@ -51,42 +53,6 @@ VmController::~VmController() {
   vm_.reset();
 }
 
-void VmController::watch_signals() {
-  stop_signals_.async_wait([this](boost::system::error_code ec, int signo) {
-    if (ec) {
-      return;
-    }
-    Lock lock(mutex_);
-    if (transition(VmAction::kStop)) {
-      spdlog::info("stopping the VM: signal {}", signo);
-    }
-    if (vm_) {
-      vm_->stop_latch().request({StopKind::kSignal, static_cast<uint8_t>(signo),
-                                 fmt::format("stopped by signal {}", signo)});
-    } else {
-      signal_reason_ = StopReason{StopKind::kSignal, static_cast<uint8_t>(signo),
-                                  fmt::format("stopped by signal {}", signo)};
-      vm_ready_.notify_all();
-    }
-  });
-  watch_dump_signal();
-}
-
-void VmController::watch_dump_signal() {
-  dump_signal_.async_wait([this](boost::system::error_code ec, int) {
-    if (ec) {
-      return;
-    }
-    {
-      Lock lock(mutex_);
-      if (vm_) {
-        vm_->request_dump();
-      }
-    }
-    watch_dump_signal();
-  });
-}
-
 VmHooks VmController::hooks() {
   VmHooks hooks;
   // Both run on VM threads without mutex_: they only publish (the Vm stops itself after a
@@ -111,6 +77,15 @@ Result<VmTransition> VmController::transition(VmAction action) {
 }
 
 void VmController::start_locked() {
+  if (config_.run_as && !privileges_dropped_) {
+    // Before the VM's threads exist: they start as the unprivileged user.
+    if (auto dropped = drop_privileges(*config_.run_as, config_.api_socket); !dropped) {
+      spdlog::error("VM '{}': {}", config_.name, dropped.error().to_string());
+      vm_->stop_latch().request({StopKind::kHostError, 0, dropped.error().to_string()});
+      return;
+    }
+    privileges_dropped_ = true;
+  }
   vm_->start(console_fd_);
   vm_started_ = true;
   ++boot_count_;
@@ -326,38 +301,6 @@ Result<VmState> VmController::resume() {
   }
   PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kResume));
   return t.to;
-}
-
-Result<VmState> VmController::shutdown(const ShutdownOptions& options) {
-  Lock lock(mutex_);
-  PETREL_TRY(lifecycle_.allowed(VmAction::kShutdown));
-  PETREL_TRY(refuse_while_migrating_locked(VmAction::kShutdown));
-  vm_->send_ctrl_alt_del();
-  PETREL_TRY_ASSIGN(VmTransition t, transition(VmAction::kShutdown));
-  const uint32_t boot = boot_count_;
-  const auto timeout =
-      options.timeout.value_or(std::chrono::milliseconds(config_.shutdown_timeout_ms));
-  boost::asio::post(io_, [this, boot, timeout] {
-    shutdown_timer_.expires_after(timeout);
-    shutdown_timer_.async_wait([this, boot, timeout](boost::system::error_code ec) {
-      if (!ec) {
-        on_shutdown_timer(boot, timeout);
-      }
-    });
-  });
-  return t.to;
-}
-
-void VmController::on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout) {
-  Lock lock(mutex_);
-  if (boot != boot_count_ || lifecycle_.state() != VmState::kShuttingDown) {
-    return;
-  }
-  events_.publish("shutdown_timeout", {{"timeout_ms", timeout.count()}});
-  (void)transition(VmAction::kShutdownTimeout);
-  vm_->stop_latch().request(
-      {StopKind::kStopped, 0,
-       fmt::format("the guest did not shut down within {} ms; stopped hard", timeout.count())});
 }
 
 Result<VmState> VmController::reboot() {

@@ -1,7 +1,7 @@
 // VmController: the VM's lifecycle and the real VmControl (vm_control.h). It owns the current
 // Vm, the Lifecycle table, the EventLog, and a control thread running an io_context on which
-// the API server, signal handling (SIGINT/SIGTERM: hard stop; SIGUSR1: register dump) and the
-// graceful-shutdown timer run.
+// the API server, signal handling (SIGINT/SIGTERM: graceful shutdown, then hard stop; SIGUSR1:
+// register dump) and the graceful-shutdown timer run.
 //
 // Threads:
 // - run() is called once on the owning (main) thread. It alone creates and destroys Vm
@@ -100,6 +100,8 @@ class VmController final : public VmControl {
   VmHooks hooks();
   // The following require mutex_.
   Result<VmTransition> transition(VmAction action);
+  // Starts vm_; the first time, drops to config_.run_as first (a failure stops the VM with
+  // kHostError instead of starting it).
   void start_locked();
   // Replaces the VM with a fresh one built from the config (not started yet) and publishes
   // the "reset" event; the caller publishes the transition, then starts it, so that no guest
@@ -129,8 +131,16 @@ class VmController final : public VmControl {
   void finish_send(Result<MigrationResult> result, bool left_paused);
   void finish_receive(Result<MigrationReceiveResult> result, std::unique_ptr<Vm> vm,
                       std::optional<VmConfig> vm_config);
+  // Signals and graceful shutdown (vm_controller_signals.cc), on the control thread.
+  // SIGINT/SIGTERM while running: a graceful shutdown with shutdown_timeout_ms, after which
+  // (or at a second signal, or when there is no running guest to ask) the VM stops hard
+  // with StopKind::kSignal (exit status 128+N). A guest that powers off in time ends with
+  // its own status (0).
+  Result<VmState> shutdown_locked(std::chrono::milliseconds timeout);
   void on_shutdown_timer(uint32_t boot, std::chrono::milliseconds timeout);
+  void on_stop_signal(int signo);
   void watch_signals();
+  void watch_stop_signals();
   void watch_dump_signal();
 
   VmConfig config_;  // guarded by mutex_ (replaced by a restore or an incoming migration)
@@ -151,12 +161,14 @@ class VmController final : public VmControl {
   Lifecycle lifecycle_;
   // Replaced only by run() (with mutex_ held); run() reads it without the lock.
   std::unique_ptr<Vm> vm_;
-  uint32_t boot_count_ = 0;                        // guarded by mutex_
-  bool vm_started_ = false;                        // vm_->start() was called; guarded by mutex_
-  std::optional<StopReason> signal_reason_;        // a signal stopped petrel without a VM; mutex_
-  bool reboot_requested_ = false;                  // guarded by mutex_
-  std::optional<Error> reboot_error_;              // guarded by mutex_
-  std::chrono::steady_clock::time_point started_;  // guarded by mutex_
+  uint32_t boot_count_ = 0;                  // guarded by mutex_
+  bool vm_started_ = false;                  // vm_->start() was called; guarded by mutex_
+  bool privileges_dropped_ = false;          // config_.run_as applied (once, first start); mutex_
+  std::optional<StopReason> signal_reason_;  // a signal stopped petrel without a VM; mutex_
+  std::optional<int> signal_shutdown_;  // the signal that asked for a graceful shutdown; mutex_
+  bool reboot_requested_ = false;       // guarded by mutex_
+  std::optional<Error> reboot_error_;   // guarded by mutex_
+  std::chrono::steady_clock::time_point started_;                    // guarded by mutex_
   std::optional<std::chrono::system_clock::time_point> started_at_;  // guarded by mutex_
 
   // The current or last migration; guarded by mutex_ (the sender and receiver objects are

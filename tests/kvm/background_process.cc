@@ -6,6 +6,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <catch2/catch.hpp>
 #include <fstream>
 #include <sstream>
@@ -23,7 +24,7 @@ std::string read_text_file(const std::string& path) {
 }
 
 BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, std::string out_path,
-                                     std::string err_path)
+                                     std::string err_path, const SpawnExtras& extras)
     : out_path_(std::move(out_path)), err_path_(std::move(err_path)) {
   posix_spawn_file_actions_t actions;
   posix_spawn_file_actions_init(&actions);
@@ -32,13 +33,36 @@ BackgroundProcess::BackgroundProcess(const std::vector<std::string>& argv, std::
                                    O_WRONLY | O_CREAT | O_TRUNC, 0600);
   posix_spawn_file_actions_addopen(&actions, STDERR_FILENO, err_path_.c_str(),
                                    O_WRONLY | O_CREAT | O_TRUNC, 0600);
+  if (extras.fd3 >= 0) {
+    posix_spawn_file_actions_adddup2(&actions, extras.fd3, 3);
+  }
   std::vector<std::string> storage = argv;
+  if (extras.listen_pid) {
+    // sh's $$ is its pid, which exec hands on to the program.
+    storage.insert(storage.begin(), {"sh", "-c", "LISTEN_PID=$$ exec \"$0\" \"$@\""});
+  }
   std::vector<char*> args;
   for (auto& a : storage) {
     args.push_back(a.data());
   }
   args.push_back(nullptr);
-  const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), environ);
+  std::vector<std::string> env_storage;
+  for (char** e = environ; *e != nullptr; ++e) {
+    const std::string entry(*e);
+    const bool replaced = std::any_of(extras.env.begin(), extras.env.end(), [&](const auto& x) {
+      return entry.substr(0, entry.find('=') + 1) == x.substr(0, x.find('=') + 1);
+    });
+    if (!replaced) {
+      env_storage.push_back(entry);
+    }
+  }
+  env_storage.insert(env_storage.end(), extras.env.begin(), extras.env.end());
+  std::vector<char*> envp;
+  for (auto& e : env_storage) {
+    envp.push_back(e.data());
+  }
+  envp.push_back(nullptr);
+  const int rc = ::posix_spawnp(&pid_, args[0], &actions, nullptr, args.data(), envp.data());
   posix_spawn_file_actions_destroy(&actions);
   INFO("posix_spawnp " << argv[0]);
   REQUIRE(rc == 0);
@@ -106,6 +130,11 @@ std::optional<int> BackgroundProcess::wait_exit(std::chrono::milliseconds timeou
 
 void BackgroundProcess::stop() {
   if (pid_ <= 0 || reap()) {
+    return;
+  }
+  // petrel: the first SIGTERM asks the guest to shut down, the second stops it at once.
+  ::kill(pid_, SIGTERM);
+  if (wait_exit(std::chrono::milliseconds(300))) {
     return;
   }
   ::kill(pid_, SIGTERM);

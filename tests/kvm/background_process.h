@@ -12,11 +12,18 @@
 
 namespace petrel::test {
 
+// What a service manager would add to a child (tests that play systemd).
+struct SpawnExtras {
+  std::vector<std::string> env;  // NAME=VALUE, added to (or replacing in) the test's environment
+  int fd3 = -1;                  // when >= 0: becomes the child's fd 3
+  bool listen_pid = false;       // set LISTEN_PID to the child's own pid (through sh's exec)
+};
+
 class BackgroundProcess {
  public:
   // Spawns argv (argv[0] looked up in PATH); stdin is /dev/null. REQUIREs success.
   BackgroundProcess(const std::vector<std::string>& argv, std::string out_path,
-                    std::string err_path);
+                    std::string err_path, const SpawnExtras& extras = {});
   ~BackgroundProcess();
   BackgroundProcess(const BackgroundProcess&) = delete;
   BackgroundProcess& operator=(const BackgroundProcess&) = delete;
@@ -32,7 +39,8 @@ class BackgroundProcess {
   std::optional<int> wait_exit(std::chrono::milliseconds timeout);
   bool running();
 
-  // SIGTERM, then SIGKILL after 30 s; reaps the process.
+  // SIGTERM, a second SIGTERM after 300 ms (petrel: stop now instead of a graceful
+  // shutdown), then SIGKILL after 30 s; reaps the process.
   void stop();
 
   pid_t pid() const { return pid_; }

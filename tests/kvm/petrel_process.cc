@@ -8,6 +8,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <cerrno>
 #include <cstdlib>
@@ -61,6 +62,8 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
   ProcessResult result;
   auto deadline = std::chrono::steady_clock::now() + options.timeout;
   bool signalled = false;
+  bool signalled_again = false;
+  auto signalled_at = std::chrono::steady_clock::now();
   auto feed_input = [&] {
     if (in_pipe[1] >= 0 && result.out.find(options.input_after) != std::string::npos) {
       // Small enough for the pipe buffer: one blocking write.
@@ -72,6 +75,12 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
         result.out.find(options.signal_after) != std::string::npos) {
       ::kill(pid, options.signal);
       signalled = true;
+      signalled_at = std::chrono::steady_clock::now();
+    }
+    if (signalled && !signalled_again && options.signal_again_after.count() > 0 &&
+        std::chrono::steady_clock::now() - signalled_at >= options.signal_again_after) {
+      ::kill(pid, options.signal);
+      signalled_again = true;
     }
   };
   feed_input();
@@ -86,7 +95,12 @@ ProcessResult run_process(const std::string& program, const std::vector<std::str
       ::kill(pid, SIGKILL);
       break;
     }
-    int n = ::poll(fds.data(), fds.size(), static_cast<int>(left.count()));
+    // While a second signal may be due, wake up in time to send it.
+    const bool may_signal_again =
+        signalled && !signalled_again && options.signal_again_after.count() > 0;
+    const int wait_ms =
+        static_cast<int>(may_signal_again ? std::min<int64_t>(left.count(), 20) : left.count());
+    int n = ::poll(fds.data(), fds.size(), wait_ms);
     if (n < 0 && errno == EINTR) {
       continue;
     }

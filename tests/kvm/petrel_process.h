@@ -22,9 +22,12 @@ struct RunOptions {
   // empty); stdin is then closed. Without input, stdin is /dev/null.
   std::string input;
   std::string input_after;
-  // When set: once stdout contains `signal_after`, the child gets `signal`.
+  // When set: once stdout contains `signal_after`, the child gets `signal`, and again after
+  // `signal_again_after` if it still runs (0: only once). petrel takes a first SIGINT/SIGTERM
+  // as "shut the guest down gracefully" and a second as "stop it now".
   std::string signal_after;
   int signal = 0;
+  std::chrono::milliseconds signal_again_after{300};
 };
 
 ProcessResult run_process(const std::string& program, const std::vector<std::string>& args,

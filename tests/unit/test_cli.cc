@@ -162,7 +162,8 @@ TEST_CASE("petrel run refuses bad values naming the flag", "[cli]") {
         "--serial: the socket path is 108 bytes; a Unix socket address holds at most 107");
   CHECK(run_with("--log-level", "loud") ==
         "--log-level: expected one of trace, debug, info, warn, error, off, got \"loud\"");
-  CHECK(run_with("--log-format", "xml") == "--log-format: expected one of text, json, got \"xml\"");
+  CHECK(run_with("--log-format", "xml") ==
+        "--log-format: expected one of text, json, journal, got \"xml\"");
   CHECK(run_with("--pvm-mode", "fast") ==
         "--pvm-mode: expected one of auto, emulated, got \"fast\"");
   CHECK(run_with("--name", "a/b") ==

@@ -111,6 +111,9 @@ TEST_CASE("parse_config_json keeps defaults and accepts the alternative forms", 
   CHECK(petrel::parse_config_json(R"({"initrd": "initrd.img"})")->initrd == "initrd.img");
   CHECK(petrel::parse_config_json(R"({"memory": 268435456})")->memory_bytes == 256ull << 20);
   CHECK(petrel::parse_config_json(R"({"log": {"level": "off"}})")->log_format == LogFormat::kText);
+  CHECK(petrel::parse_config_json(R"({"log": {"format": "journal"}})")->log_format ==
+        LogFormat::kJournal);
+  CHECK_FALSE(petrel::parse_config_json(R"({"log": {"format": "syslog"}})").ok());
 }
 
 TEST_CASE("parse_config_json names the field of a bad value", "[config]") {
@@ -167,7 +170,7 @@ TEST_CASE("parse_config_json names the field of a bad value", "[config]") {
         "config: field \"log.level\": expected one of trace, debug, info, warn, error, off, got "
         "\"verbose\"");
   CHECK(parse_error(R"({"log": {"format": "xml"}})") ==
-        "config: field \"log.format\": expected one of text, json, got \"xml\"");
+        "config: field \"log.format\": expected one of text, json, journal, got \"xml\"");
   CHECK(parse_error(R"({"log": "info"})") ==
         "config: field \"log\": expected an object with \"level\" and/or \"format\", got \"info\"");
   CHECK(parse_error(R"({"pvm_mode": "fast"})") ==

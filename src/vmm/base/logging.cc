@@ -4,7 +4,11 @@
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
 
+#include <sys/stat.h>
+#include <unistd.h>
+
 #include <chrono>
+#include <cstdlib>
 #include <memory>
 
 #include <fmt/chrono.h>
@@ -65,19 +69,64 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+// sd-daemon(3) levels: <3> error, <4> warning, <5> notice, <6> info, <7> debug.
+class JournalFormatter final : public spdlog::formatter {
+ public:
+  void format(const spdlog::details::log_msg& msg, spdlog::memory_buf_t& dest) override {
+    int priority = 6;
+    switch (msg.level) {
+      case spdlog::level::critical:
+        priority = 2;
+        break;
+      case spdlog::level::err:
+        priority = 3;
+        break;
+      case spdlog::level::warn:
+        priority = 4;
+        break;
+      case spdlog::level::trace:
+      case spdlog::level::debug:
+        priority = 7;
+        break;
+      default:
+        break;
+    }
+    fmt::format_to(std::back_inserter(dest), "<{}>petrel: ", priority);
+    // One journal entry per line: a message's own newlines would start unprefixed entries.
+    for (char c : std::string_view(msg.payload.data(), msg.payload.size())) {
+      dest.push_back(c == '\n' ? ' ' : c);
+    }
+    dest.push_back('\n');
+  }
+  std::unique_ptr<spdlog::formatter> clone() const override {
+    return std::make_unique<JournalFormatter>();
+  }
+};
+
 }  // namespace
 
-Result<void> setup_logging(std::string_view level, bool json) {
+bool stderr_is_journal() {
+  const char* stream = std::getenv("JOURNAL_STREAM");
+  struct stat st {};
+  if (stream == nullptr || ::fstat(STDERR_FILENO, &st) != 0) {
+    return false;
+  }
+  return std::string_view(stream) == fmt::format("{}:{}", st.st_dev, st.st_ino);
+}
+
+Result<void> setup_logging(std::string_view level, LogStyle style) {
   auto lvl = spdlog::level::from_str(std::string(level));
   if (lvl == spdlog::level::off && level != "off") {
     return Error(ErrorCode::kInvalidArgument, fmt::format("unknown log level '{}'", level));
   }
   auto logger =
       std::make_shared<spdlog::logger>("petrel", std::make_shared<spdlog::sinks::stderr_sink_mt>());
-  if (json) {
+  if (style == LogStyle::kJson) {
     logger->set_formatter(std::make_unique<JsonFormatter>());
+  } else if (style == LogStyle::kJournal) {
+    logger->set_formatter(std::make_unique<JournalFormatter>());
   } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%f %^%l%$ petrel: %v");
+    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%f %l petrel: %v");
   }
   logger->set_level(lvl);
   logger->flush_on(spdlog::level::trace);
