@@ -47,7 +47,14 @@ int run_vm(const petrel::VmConfig& config, petrel::VmOrigin origin = {}) {
     fmt::print(stderr, "petrel: {}\n", r.error().to_string());
     return petrel::kExitUsage;
   }
-  petrel::VmController controller(config, STDIN_FILENO, std::move(origin));
+  // Before the controller starts any thread (the filters are per thread, never synchronised).
+  auto seccomp = petrel::SeccompFilters::create(config.seccomp);
+  if (!seccomp) {
+    spdlog::error("cannot start VM '{}': {}", config.name, seccomp.error().to_string());
+    return petrel::kExitError;
+  }
+  petrel::VmController controller(config, STDIN_FILENO, std::move(origin),
+                                  std::move(seccomp).value());
   std::unique_ptr<petrel::ApiServer> api;
   if (!config.api_socket.empty()) {
     // Created on this thread before the control loop serves it; closed on the loop thread.

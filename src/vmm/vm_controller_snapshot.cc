@@ -45,6 +45,7 @@ VmConfig VmController::with_host_settings(VmConfig vm_config) const {
   vm_config.serial = host_config_.serial;
   vm_config.log_level = host_config_.log_level;
   vm_config.log_format = host_config_.log_format;
+  vm_config.seccomp = host_config_.seccomp;
   if (host_config_.name != VmConfig{}.name) {
     vm_config.name = host_config_.name;
   }
