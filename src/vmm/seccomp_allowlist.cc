@@ -54,10 +54,11 @@ constexpr std::array<std::string_view, 28> kCommon{
 constexpr std::array<std::string_view, 2> kVcpu{"ioctl", "clock_getres"};
 
 // The event-loop thread: Asio's reactor (epoll, eventfd, timerfd), the console socket
-// (accept, send/receive, non-blocking ioctl/fcntl, unlink when it closes), disk backends
+// (accept, send/receive, non-blocking ioctl/fcntl; when it closes, lstat (newfstatat) to
+// check the path is still its socket, then unlink), disk backends
 // (positional reads and writes, flushes, hole punching, io_uring), TAP I/O and offload
 // ioctls, the balloon's discards (madvise, MAP_FIXED anonymous mmap: in the mmap rule).
-constexpr std::array<std::string_view, 37> kEventLoop{
+constexpr std::array<std::string_view, 39> kEventLoop{
     "ioctl",         "fcntl",          "epoll_wait",     "epoll_pwait",     "epoll_ctl",
     "epoll_create1", "eventfd2",       "timerfd_create", "timerfd_settime", "timerfd_gettime",
     "poll",          "ppoll",          "accept",         "accept4",         "recvfrom",
@@ -65,7 +66,7 @@ constexpr std::array<std::string_view, 37> kEventLoop{
     "setsockopt",    "readv",          "pread64",        "pwrite64",        "preadv",
     "pwritev",       "preadv2",        "pwritev2",       "fsync",           "fdatasync",
     "fallocate",     "io_uring_enter", "unlink",         "unlinkat",        "dup",
-    "pipe2",         "clock_getres",
+    "pipe2",         "clock_getres",   "newfstatat",     "lstat",
 };
 
 // The control thread and migration threads, on top of the two lists above: the API's Unix

@@ -82,7 +82,7 @@ TEST_CASE("seccomp: in log mode a denied call is let through and the guest runs 
   auto r = run_guest("hello", {"--seccomp", "log"});
   CHECK(r.exit_code == 0);
   CHECK(r.out == "Hello from petrel guest\n");
-  CHECK_THAT(r.err, !Contains("seccomp"));
+  CHECK_THAT(r.err, !Contains("denied"));
 }
 
 TEST_CASE("seccomp: off installs no filter and the probe is not made", "[seccomp]") {
