@@ -89,7 +89,14 @@ int run_vm(const petrel::VmConfig& config, petrel::VmOrigin origin = {}) {
     return petrel::kExitError;
   }
   const bool idle_start = waits_for_api(config, origin);
-  petrel::VmController controller(config, STDIN_FILENO, std::move(origin));
+  // Before the controller starts any thread (the filters are per thread, never synchronised).
+  auto seccomp = petrel::SeccompFilters::create(config.seccomp);
+  if (!seccomp) {
+    spdlog::error("cannot start VM '{}': {}", config.name, seccomp.error().to_string());
+    return petrel::kExitError;
+  }
+  petrel::VmController controller(config, STDIN_FILENO, std::move(origin),
+                                  std::move(seccomp).value());
   petrel::SystemdNotifier notifier(controller.io(), config.name);
   auto notify_states =
       controller.subscribe(0, [&notifier](const petrel::VmEvent& e) { notifier.on_event(e); });

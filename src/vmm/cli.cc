@@ -96,6 +96,11 @@ Result<void> apply_pvm_mode(std::string_view value, VmConfig& config) {
   return ok();
 }
 
+Result<void> apply_seccomp(std::string_view value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(config.seccomp, parse_seccomp_mode(value));
+  return ok();
+}
+
 Result<void> apply_disk(std::string_view value, VmConfig& config) {
   PETREL_TRY_ASSIGN(DiskSpec disk, parse_disk_option(value));
   PETREL_TRY(check_disk_file(disk.path, disk.read_only));
@@ -163,7 +168,7 @@ void reset_nets(VmConfig& config) {
 constexpr std::string_view kConfigFlag = "--config";
 constexpr std::string_view kHelpFlag = "--help";
 
-constexpr std::array<FlagSpec, 22> kRunFlags{{
+constexpr std::array<FlagSpec, 23> kRunFlags{{
     {"--kernel", "PATH", "Guest kernel image (required unless the --config file sets \"kernel\")",
      "--kernel ./vmlinux", apply_kernel},
     {"--initrd", "PATH", "Initial ramdisk for the kernel (default: none)",
@@ -186,6 +191,10 @@ constexpr std::array<FlagSpec, 22> kRunFlags{{
      "--log-format json", apply_log_format},
     {"--pvm-mode", "MODE", "auto, or emulated to force PVM's emulated mode (default auto)",
      "--pvm-mode emulated", apply_pvm_mode},
+    {"--seccomp", "MODE",
+     "Per-thread seccomp filters: on (a denied call stops petrel), log (the kernel logs it) or "
+     "off (default on)",
+     "--seccomp log", apply_seccomp},
     {"--disk", "OPTS",
      "A virtio-blk disk (repeatable): path=FILE[,readonly=on][,serial=S][,engine=auto|uring|"
      "sync][,transport=mmio|pci]",
@@ -376,8 +385,8 @@ Result<CliCommand> parse_run(std::span<const std::string_view> args) {
 
 // The flags `petrel serve`, `restore` and `receive` take: where this petrel's console, API
 // and logs go. The guest itself comes from the snapshot or the incoming migration.
-constexpr std::array<std::string_view, 6> kHostFlags{"--api-socket", "--serial",     "--name",
-                                                     "--log-level",  "--log-format", "--user"};
+constexpr std::array<std::string_view, 7> kHostFlags{
+    "--api-socket", "--serial", "--name", "--log-level", "--log-format", "--user", "--seccomp"};
 
 // `petrel serve [FLAGS]`, `petrel restore DIR [--paused] [FLAGS]`,
 // `petrel receive LISTEN [FLAGS]`.
@@ -507,8 +516,9 @@ std::string usage_text() {
   }
   out +=
       "\n"
-      "HOST FLAGS (serve, restore, receive): --api-socket, --serial, --name, --log-level and\n"
-      "--log-format; everything else comes from the snapshot or the migrated VM's config.\n"
+      "HOST FLAGS (serve, restore, receive): --api-socket, --serial, --name, --log-level,\n"
+      "--log-format and --seccomp; everything else comes from the snapshot or the migrated VM's\n"
+      "config.\n"
       "\n"
       "Flags on the command line override the same settings from --config, in any order.\n"
       "Relative paths inside a config file resolve against the file's directory.\n"
@@ -528,6 +538,8 @@ std::string usage_text() {
       "         a second signal, or one while the guest is not running, stops it at once\n"
       "  1      an error while running the VM (the message is on stderr)\n"
       "  2      a bad command line or config file\n"
+      "  159    a thread made a system call its seccomp filter denies (128+SIGSYS; the\n"
+      "         line \"petrel: seccomp: ...\" on stderr names the thread and the call)\n"
       "\n"
       "Examples:\n"
       "  petrel run --kernel ./vmlinux --cmdline \"console=ttyS0\" --memory 512M --vcpus 2\n"

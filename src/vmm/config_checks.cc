@@ -36,6 +36,11 @@ constexpr std::array<NamedValue<PvmMode>, 2> kPvmModes{{
     {"auto", PvmMode::kAuto},
     {"emulated", PvmMode::kEmulated},
 }};
+constexpr std::array<NamedValue<SeccompMode>, 3> kSeccompModes{{
+    {"on", SeccompMode::kOn},
+    {"off", SeccompMode::kOff},
+    {"log", SeccompMode::kLog},
+}};
 constexpr std::array<NamedValue<RebootAction>, 2> kRebootActions{{
     {"restart", RebootAction::kRestart},
     {"exit", RebootAction::kExit},
@@ -143,6 +148,9 @@ std::string_view to_string(LogFormat format) {
 }
 std::string_view to_string(PvmMode mode) {
   return name_of(mode, kPvmModes);
+}
+std::string_view to_string(SeccompMode mode) {
+  return name_of(mode, kSeccompModes);
 }
 std::string_view to_string(RebootAction action) {
   return name_of(action, kRebootActions);
@@ -340,6 +348,10 @@ Result<LogFormat> parse_log_format(std::string_view text) {
 
 Result<PvmMode> parse_pvm_mode(std::string_view text) {
   return parse_named(text, kPvmModes);
+}
+
+Result<SeccompMode> parse_seccomp_mode(std::string_view text) {
+  return parse_named(text, kSeccompModes);
 }
 
 Result<RebootAction> parse_reboot_action(std::string_view text) {

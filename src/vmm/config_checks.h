@@ -47,6 +47,7 @@ Result<uint32_t> parse_vcpus(std::string_view text);
 Result<SerialMode> parse_serial_mode(std::string_view text);
 Result<LogFormat> parse_log_format(std::string_view text);
 Result<PvmMode> parse_pvm_mode(std::string_view text);
+Result<SeccompMode> parse_seccomp_mode(std::string_view text);  // on, off, log
 Result<RebootAction> parse_reboot_action(std::string_view text);
 // A duration in milliseconds: decimal digits with a unit "ms", "s", "m" or "h" (lower case), or
 // plain digits meaning seconds: "1500ms", "30s", "2m", "1h", "30". Signs, spaces, fractions and

@@ -193,6 +193,16 @@ Result<void> set_pvm_mode(const json& value, VmConfig& config) {
   return ok();
 }
 
+Result<void> set_seccomp(const json& value, VmConfig& config) {
+  PETREL_TRY_ASSIGN(std::string name, get_string(value, "seccomp"));
+  auto mode = parse_seccomp_mode(name);
+  if (!mode.ok()) {
+    return field_error("seccomp", mode.error());
+  }
+  config.seccomp = *mode;
+  return ok();
+}
+
 Result<void> set_disks(const json& value, VmConfig& config) {
   if (!value.is_array()) {
     return field_error("disks", "expected an array of disk objects, got " + describe(value));
@@ -287,7 +297,7 @@ struct TopLevelField {
   Result<void> (*set)(const json& value, VmConfig& config);
 };
 
-constexpr std::array<TopLevelField, 19> kTopLevelFields{{
+constexpr std::array<TopLevelField, 20> kTopLevelFields{{
     {"name", set_name},
     {"kernel", set_kernel},
     {"initrd", set_initrd},
@@ -297,6 +307,7 @@ constexpr std::array<TopLevelField, 19> kTopLevelFields{{
     {"serial", set_serial},
     {"log", set_log},
     {"pvm_mode", set_pvm_mode},
+    {"seccomp", set_seccomp},
     {"disks", set_disks},
     {"nets", set_nets},
     {"rng", set_rng},

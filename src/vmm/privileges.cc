@@ -2,6 +2,7 @@
 
 #include <grp.h>
 #include <pwd.h>
+#include <sys/syscall.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -93,7 +94,9 @@ Result<void> drop_privileges(const RunAs& who, const std::filesystem::path& owne
   if (::setresuid(who.uid, who.uid, who.uid) != 0) {
     return Error(ErrorCode::kIo, fmt::format("setresuid {}", who.uid), errno);
   }
-  if (who.uid != 0 && ::setuid(0) == 0) {
+  // The raw call tries on this thread only: glibc's setuid() would make every thread try
+  // (its set*id broadcast), and setuid is on no seccomp list.
+  if (who.uid != 0 && ::syscall(SYS_setuid, 0) == 0) {
     return Error(ErrorCode::kInternal, "still able to become root after dropping privileges");
   }
   spdlog::info("running as user {} (uid {}, gid {})", who.user, who.uid, who.gid);

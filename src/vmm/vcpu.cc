@@ -41,6 +41,14 @@ void Vcpu::install_kick_handler() {
 
 void Vcpu::start() {
   thread_ = std::jthread([this] {
+    if (ctx_.on_thread_start) {
+      if (auto started = ctx_.on_thread_start(); !started) {
+        ctx_.stop->request({StopKind::kHostError, 0,
+                            fmt::format("vCPU {}: {}", vcpu_.id(), started.error().to_string())});
+        ctx_.gate->leave();
+        return;
+      }
+    }
     run_loop();
     ctx_.gate->leave();
   });

@@ -13,6 +13,7 @@
 #include <atomic>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <string_view>
 #include <thread>
 
@@ -36,6 +37,9 @@ struct VcpuContext {
   const PvmHost* pvm;
   StopLatch* stop;
   VcpuGate* gate;  // parks the thread while the VM is paused
+  // Run first on the vCPU thread (its seccomp filter, VmHooks::on_thread_start); may be empty.
+  // An error stops the VM before the vCPU runs.
+  std::function<Result<void>()> on_thread_start;
 };
 
 class Vcpu {

@@ -243,9 +243,14 @@ Result<void> Vm::create_vcpus(const VmConfig& config) {
       PETREL_TRY(pvm_.enable_native(kvm_vcpu, layout::kPvmVifPage));
     }
     vcpus_.push_back(std::make_unique<Vcpu>(
-        std::move(kvm_vcpu), VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_, gate_.get()}));
+        std::move(kvm_vcpu), VcpuContext{&pio_, &mmio_, &memory_, &pvm_, &stop_, gate_.get(),
+                                         [this] { return start_thread(ThreadKind::kVcpu); }}));
   }
   return {};
+}
+
+Result<void> Vm::start_thread(ThreadKind kind) const {
+  return hooks_.on_thread_start ? hooks_.on_thread_start(kind) : ok();
 }
 
 void Vm::start(int console_fd) {
@@ -261,7 +266,13 @@ void Vm::start(int console_fd) {
       spdlog::debug("no console input: {}", input.error().to_string());
     }
   }
-  loop_ = std::jthread([this] { io_.run(); });
+  loop_ = std::jthread([this] {
+    if (auto started = start_thread(ThreadKind::kEventLoop); !started) {
+      // Still run the loop: finish() tears the devices down on it.
+      stop_.request({StopKind::kHostError, 0, "event loop: " + started.error().to_string()});
+    }
+    io_.run();
+  });
   spdlog::info("starting {} vCPU(s), {} mode", vcpus_.size(), to_string(mode_));
   for (auto& vcpu : vcpus_) {
     vcpu->start();

@@ -26,6 +26,7 @@
 #include "vmm/kernel_loader.h"
 #include "vmm/memory_file.h"
 #include "vmm/pvm_host.h"
+#include "vmm/seccomp_allowlist.h"
 #include "vmm/serial_socket.h"
 #include "vmm/snapshot_file.h"
 #include "vmm/stop_latch.h"
@@ -44,6 +45,9 @@ struct VmHooks {
   std::function<void(uint8_t events)> on_panic;
   // Event-loop thread: a device hit an error worth an operator's attention (rate-limited).
   std::function<void(std::string device, std::string message)> on_device_error;
+  // First thing on each vCPU thread (kVcpu) and on the event-loop thread (kEventLoop): the
+  // controller installs the thread's seccomp filter. An error stops the VM (kHostError).
+  std::function<Result<void>(ThreadKind)> on_thread_start;
 };
 
 class Vm {
@@ -115,6 +119,8 @@ class Vm {
   Result<void> boot_linux(const VmConfig& config, const LoadedKernel& kernel);
   Result<void> create_vcpus(const VmConfig& config);
   AcpiConfig acpi_config(const VmConfig& config) const;
+  // On the new thread of `kind`, first: hooks_.on_thread_start.
+  Result<void> start_thread(ThreadKind kind) const;
   void stop_vcpus();
 
   KvmSystem kvm_;

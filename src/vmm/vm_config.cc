@@ -167,6 +167,7 @@ nlohmann::json config_to_json(const VmConfig& config) {
       {"serial", std::move(serial)},
       {"log", {{"level", config.log_level}, {"format", to_string(config.log_format)}}},
       {"pvm_mode", to_string(config.pvm_mode)},
+      {"seccomp", to_string(config.seccomp)},
   };
   if (!config.kernel.empty()) {
     out["kernel"] = config.kernel.string();

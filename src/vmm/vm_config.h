@@ -42,6 +42,16 @@ inline constexpr uint32_t kMaxShutdownTimeoutMs = 3'600'000;
 // kEmulated forces PVM's emulated mode on a PVM host; kAuto lets petrel pick.
 enum class PvmMode { kAuto, kEmulated };
 
+// The per-thread seccomp filters (src/vmm/seccomp_filter.h, docs/security.md): kOn traps a
+// call outside a thread's allowlist and stops petrel, kLog only has the kernel log it.
+enum class SeccompMode { kOn, kOff, kLog };
+// Off under AddressSanitizer: its runtime's calls are not on the lists (docs/security.md).
+#if defined(__SANITIZE_ADDRESS__)
+inline constexpr SeccompMode kDefaultSeccompMode = SeccompMode::kOff;
+#else
+inline constexpr SeccompMode kDefaultSeccompMode = SeccompMode::kOn;
+#endif
+
 inline constexpr uint64_t kMinMemoryBytes = 16ull << 20;
 inline constexpr uint64_t kMaxMemoryBytes = 1ull << 40;
 inline constexpr uint64_t kMemoryAlignment = 4096;
@@ -61,6 +71,7 @@ struct VmConfig {
   std::string log_level = "info";  // trace|debug|info|warn|error|off
   LogFormat log_format = LogFormat::kText;
   PvmMode pvm_mode = PvmMode::kAuto;
+  SeccompMode seccomp = kDefaultSeccompMode;  // a host setting, like log_format
   // virtio devices (device_config.h); placed in this order: disks, NICs, rng, balloon.
   std::vector<DiskSpec> disks;  // at most kMaxDisks
   std::vector<NetSpec> nets;    // at most kMaxNets
@@ -108,6 +119,7 @@ std::string format_size(uint64_t bytes);
 std::string_view to_string(SerialMode mode);
 std::string_view to_string(LogFormat format);
 std::string_view to_string(PvmMode mode);
+std::string_view to_string(SeccompMode mode);     // "on", "off", "log"
 std::string_view to_string(RebootAction action);  // "restart", "exit"
 
 }  // namespace petrel

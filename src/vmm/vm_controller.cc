@@ -4,6 +4,7 @@
 
 #include <unistd.h>
 
+#include <cstdlib>
 #include <future>
 #include <utility>
 
@@ -32,15 +33,26 @@ bool terminal(VmState state) {
 
 }  // namespace
 
-VmController::VmController(VmConfig config, int console_fd, VmOrigin origin)
+VmController::VmController(VmConfig config, int console_fd, VmOrigin origin,
+                           std::unique_ptr<const SeccompFilters> seccomp)
     : config_(config),
       host_config_(std::move(config)),
       origin_(std::move(origin)),
       console_fd_(console_fd),
+      seccomp_(std::move(seccomp)),
       work_(io_.get_executor()),
       lifecycle_(origin_.kind == VmOrigin::Kind::kBoot ? VmState::kCreated : VmState::kEmpty) {
   watch_signals();
-  control_thread_ = std::jthread([this] { io_.run(); });
+  control_thread_ = std::jthread([this] {
+    if (seccomp_) {
+      if (auto installed = seccomp_->install(ThreadKind::kControl); !installed) {
+        // Fail closed: the filter was asked for and this thread serves the API.
+        spdlog::critical("{}", installed.error().to_string());
+        std::_Exit(1);
+      }
+    }
+    io_.run();
+  });
 }
 
 VmController::~VmController() {
@@ -64,6 +76,9 @@ VmHooks VmController::hooks() {
   };
   hooks.on_device_error = [this](std::string device, std::string message) {
     events_.publish("device_error", {{"device", std::move(device)}, {"message", message}});
+  };
+  hooks.on_thread_start = [this](ThreadKind kind) -> Result<void> {
+    return seccomp_ ? seccomp_->install(kind) : ok();
   };
   return hooks;
 }

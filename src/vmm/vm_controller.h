@@ -29,6 +29,7 @@
 #include "vmm/lifecycle.h"
 #include "vmm/migration_receiver.h"
 #include "vmm/migration_sender.h"
+#include "vmm/seccomp_filter.h"
 #include "vmm/stop_latch.h"
 #include "vmm/vm.h"
 #include "vmm/vm_config.h"
@@ -55,8 +56,10 @@ class VmController final : public VmControl {
   // `config` must have passed validate_config for kBoot; for the other origins it holds the
   // host settings (api_socket, serial, name, logging) and the VM's own config arrives with
   // it. `console_fd` as for Vm::start. Starts the control thread; nothing is built until
-  // run().
-  VmController(VmConfig config, int console_fd, VmOrigin origin = {});
+  // run(). `seccomp` (main thread, SeccompFilters::create) filters the control thread and the
+  // VM threads; null for none.
+  VmController(VmConfig config, int console_fd, VmOrigin origin = {},
+               std::unique_ptr<const SeccompFilters> seccomp = nullptr);
   ~VmController() override;
   VmController(const VmController&) = delete;
   VmController& operator=(const VmController&) = delete;
@@ -111,8 +114,8 @@ class VmController final : public VmControl {
   // Builds the VM of the snapshot at request.path (state empty -> paused, and on to running
   // unless request.paused).
   Result<void> restore_locked(const RestoreRequest& request);
-  // The VM's config with this petrel's host settings (api_socket, serial, logging; the
-  // name unless it is the default).
+  // The VM's config with this petrel's host settings (api_socket, serial, logging, seccomp;
+  // the name unless it is the default).
   VmConfig with_host_settings(VmConfig vm_config) const;
   // Installs a VM built from saved state (not started) and wakes run().
   void adopt_locked(std::unique_ptr<Vm> vm, VmConfig vm_config);
@@ -147,6 +150,8 @@ class VmController final : public VmControl {
   const VmConfig host_config_;
   const VmOrigin origin_;
   const int console_fd_;
+  // The control thread loads its filter as it starts; VM threads through hooks(). Null: none.
+  const std::unique_ptr<const SeccompFilters> seccomp_;
   EventLog events_;
 
   boost::asio::io_context io_;

@@ -46,6 +46,7 @@ VmConfig VmController::with_host_settings(VmConfig vm_config) const {
   vm_config.log_level = host_config_.log_level;
   vm_config.log_format = host_config_.log_format;
   vm_config.run_as = host_config_.run_as;
+  vm_config.seccomp = host_config_.seccomp;
   if (host_config_.name != VmConfig{}.name) {
     vm_config.name = host_config_.name;
   }

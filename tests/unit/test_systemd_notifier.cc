@@ -14,6 +14,7 @@
 
 #include <boost/asio/io_context.hpp>
 
+#include "scratch_dir.h"
 #include "vmm/systemd_notifier.h"
 
 using petrel::SystemdNotifier;
@@ -21,14 +22,11 @@ using petrel::VmEvent;
 
 namespace {
 
-// A bound SOCK_DGRAM socket in a fresh directory, exported as NOTIFY_SOCKET while it lives.
+// A bound SOCK_DGRAM socket in a scratch directory, exported as NOTIFY_SOCKET while it lives.
 class FakeSystemd {
  public:
   FakeSystemd() {
-    std::string tmpl = "/tmp/petrel-notify-XXXXXX";
-    REQUIRE(::mkdtemp(tmpl.data()) != nullptr);
-    dir_ = tmpl;
-    path_ = dir_ + "/notify";
+    path_ = (dir_.path() / "notify").string();
     fd_ = ::socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
     REQUIRE(fd_ >= 0);
     sockaddr_un addr{};
@@ -41,8 +39,6 @@ class FakeSystemd {
     ::unsetenv("NOTIFY_SOCKET");
     ::unsetenv("WATCHDOG_USEC");
     ::close(fd_);
-    ::unlink(path_.c_str());
-    ::rmdir(dir_.c_str());
   }
   std::vector<std::string> take() {
     std::vector<std::string> got;
@@ -55,7 +51,7 @@ class FakeSystemd {
   }
 
  private:
-  std::string dir_;
+  petrel::testing::ScratchDir dir_;
   std::string path_;
   int fd_ = -1;
 };
